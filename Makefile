@@ -1,0 +1,42 @@
+# Two commands for a fresh machine with Python 3.11+:
+#   make demo   runs the whole job on simulated data, in ./.propensity
+#   make test   runs lint, types and the test suite
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+INSTALLED := $(VENV)/.installed
+# Real public data sets beside the checkout (tests that need them skip where absent).
+export PROPENSITY_SHARED_DATA ?= $(abspath ../shared/data)
+DEMO_DIR ?= .propensity
+
+.PHONY: demo test lint install lock clean
+
+$(INSTALLED): pyproject.toml constraints.txt
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[dev,spark]'
+	touch $(INSTALLED)
+
+install: $(INSTALLED)
+
+demo: $(INSTALLED)
+	PROPENSITY_DATA_DIR=$(DEMO_DIR) ./scripts/demo.sh
+
+lint: $(INSTALLED)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+# pytest exits 5 when it collected no test: that is a failure here, not a pass.
+test: lint
+	$(BIN)/python -m pytest -n 2 --dist loadgroup; status=$$?; \
+	if [ $$status -eq 5 ]; then echo "pytest collected no tests" >&2; exit 1; fi; exit $$status
+
+# Re-resolve the pinned versions after changing dependencies in pyproject.toml.
+lock:
+	rm -rf /tmp/propensity-lock && $(PYTHON) -m venv /tmp/propensity-lock
+	/tmp/propensity-lock/bin/pip install --quiet '.[dev,spark]'
+	/tmp/propensity-lock/bin/pip freeze --exclude propensity > constraints.txt
+
+clean:
+	rm -rf $(VENV) $(DEMO_DIR)

@@ -1,0 +1,90 @@
+"""Append canonical events to the partitioned Parquet event lake, idempotently.
+
+Layout: ``<lake>/events/event_date=YYYY-MM-DD/part-<ingest_id>.parquet`` (hive style, so
+Polars, DuckDB and Spark read it as one table). Files are written complete under
+``<lake>/_staging/`` and then renamed into place, so a reader never sees a half-written
+file. An event already in the lake (same canonical content) is a duplicate, not a new row,
+which makes re-ingesting a file a no-op.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from dataclasses import dataclass
+from datetime import date
+from pathlib import Path
+
+import polars as pl
+
+from features.events.schema import EVENT_COLUMNS, PARTITION_COLUMN
+
+EVENTS_DIR = "events"
+STAGING_DIR = "_staging"
+MANIFEST_FILE = "_ingests.jsonl"
+_HASH = "_event_hash"
+
+
+def event_hash(events: pl.DataFrame) -> pl.Series:
+    """A 64-bit fingerprint of each event's canonical content (stable within a Polars version)."""
+    return events.select(pl.struct(EVENT_COLUMNS).hash(seed=0).alias(_HASH)).to_series()
+
+
+def partition_path(lake_dir: Path, day: date) -> Path:
+    return lake_dir / EVENTS_DIR / f"{PARTITION_COLUMN}={day.isoformat()}"
+
+
+def _existing_hashes(lake_dir: Path, days: list[date]) -> pl.Series:
+    files = [f for day in days for f in sorted(partition_path(lake_dir, day).glob("*.parquet"))]
+    if not files:
+        return pl.Series(_HASH, [], dtype=pl.UInt64)
+    existing = pl.read_parquet(files, columns=list(EVENT_COLUMNS))
+    return event_hash(existing)
+
+
+@dataclass(frozen=True)
+class Deduplicated:
+    events: pl.DataFrame
+    duplicates: int
+
+
+def drop_duplicates(events: pl.DataFrame, lake_dir: Path) -> Deduplicated:
+    """Keep the first copy of each event in ``events`` that the lake does not already hold."""
+    hashes = event_hash(events)
+    keep = hashes.is_first_distinct()
+    days = events.select(pl.col("event_time").dt.date().unique()).to_series().to_list()
+    keep &= ~hashes.is_in(_existing_hashes(lake_dir, days).implode())
+    unique = events.filter(keep)
+    return Deduplicated(unique, events.height - unique.height)
+
+
+def write_partitions(events: pl.DataFrame, lake_dir: Path, ingest_id: str) -> list[Path]:
+    """Write ``events`` as one file per event date; returns the committed files."""
+    if events.is_empty():
+        return []
+    staging = lake_dir / STAGING_DIR / ingest_id
+    dated = events.with_columns(pl.col("event_time").dt.date().alias(PARTITION_COLUMN))
+    staged: list[tuple[Path, Path]] = []
+    try:
+        for (day,), part in dated.partition_by(PARTITION_COLUMN, as_dict=True).items():
+            assert isinstance(day, date)
+            name = f"part-{ingest_id}.parquet"
+            tmp = staging / f"{PARTITION_COLUMN}={day.isoformat()}" / name
+            tmp.parent.mkdir(parents=True, exist_ok=True)
+            part.drop(PARTITION_COLUMN).sort("visitor_id", "event_time").write_parquet(
+                tmp, compression="zstd", statistics=True
+            )
+            staged.append((tmp, partition_path(lake_dir, day) / name))
+        for tmp, final in staged:
+            final.parent.mkdir(parents=True, exist_ok=True)
+            tmp.replace(final)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return [final for _, final in staged]
+
+
+def record_ingest(lake_dir: Path, summary: dict[str, object]) -> None:
+    """Append one line per completed ingest to the lake's manifest (its audit trail)."""
+    lake_dir.mkdir(parents=True, exist_ok=True)
+    with (lake_dir / MANIFEST_FILE).open("a", encoding="utf8") as manifest:
+        manifest.write(json.dumps(summary, default=str) + "\n")

@@ -1,0 +1,1 @@
+"""Wiring for the propensity service: the typed settings and the one CLI."""

@@ -1,0 +1,55 @@
+"""The one typed settings object. Built at the entry point and passed down; never at import.
+
+Every field can be overridden from the environment with the ``PROPENSITY_`` prefix, nested
+sections with a double underscore: ``PROPENSITY_DATA_DIR=/srv/prop``,
+``PROPENSITY_INGEST__BATCH_ROWS=500000``.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from pydantic import BaseModel, Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class IngestSettings(BaseModel):
+    """Limits applied while turning raw files into canonical events."""
+
+    batch_rows: int = Field(1_000_000, gt=0, description="rows validated per batch")
+    max_future_skew: timedelta = Field(
+        timedelta(days=1), description="events later than ingest time + this are quarantined"
+    )
+    min_event_time: datetime = Field(
+        datetime(2000, 1, 1, tzinfo=UTC), description="events before this are quarantined"
+    )
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="PROPENSITY_", env_nested_delimiter="__", extra="ignore"
+    )
+
+    data_dir: Path = Field(Path(".propensity"), description="event lake, MLflow store, outputs")
+    shared_data: Path | None = Field(
+        None, description="folder with the real public data sets (../shared/data)"
+    )
+    log_level: str = "INFO"
+    ingest: IngestSettings = IngestSettings()
+
+    @property
+    def lake_dir(self) -> Path:
+        return self.data_dir / "lake"
+
+    @property
+    def quarantine_dir(self) -> Path:
+        return self.data_dir / "quarantine"
+
+    @property
+    def outputs_dir(self) -> Path:
+        return self.data_dir / "outputs"
+
+    @property
+    def mlflow_dir(self) -> Path:
+        return self.data_dir / "mlflow"
