@@ -25,6 +25,7 @@ STRING_FIELDS = (
 )
 MAX_ID_LENGTH = 256
 _ISO_FORMATS_WITH_OFFSET = ("%Y-%m-%dT%H:%M:%S%.f%z", "%Y-%m-%d %H:%M:%S%.f%z")
+_ISO_FORMATS_ZULU = ("%Y-%m-%dT%H:%M:%S%.fZ", "%Y-%m-%d %H:%M:%S%.fZ")
 _ISO_FORMATS_LOCAL = ("%Y-%m-%dT%H:%M:%S%.f", "%Y-%m-%d %H:%M:%S%.f", "%Y-%m-%d")
 _UNIX_TO_US = {"unix_s": 1_000_000, "unix_ms": 1_000, "unix_us": 1}
 
@@ -80,11 +81,15 @@ def parse_event_time(raw: pl.Expr, dtype: pl.DataType, spec: TimeSpec) -> pl.Exp
             text.str.to_datetime(f, strict=False, time_unit="us", time_zone="UTC")
             for f in _ISO_FORMATS_WITH_OFFSET
         ]
+        zulu = [
+            _naive_to_utc(text.str.to_datetime(f, strict=False, time_unit="us"), "UTC")
+            for f in _ISO_FORMATS_ZULU
+        ]
         local = [
             _naive_to_utc(text.str.to_datetime(f, strict=False, time_unit="us"), spec.timezone)
             for f in _ISO_FORMATS_LOCAL
         ]
-        return pl.coalesce(*with_offset, *local)
+        return pl.coalesce(*with_offset, *zulu, *local)
     if "%z" in spec.format or "%Z" in spec.format:
         return text.str.to_datetime(spec.format, strict=False, time_unit="us", time_zone="UTC")
     parsed = text.str.to_datetime(spec.format, strict=False, time_unit="us")

@@ -1,0 +1,82 @@
+"""The CLI as a batch job scripts it: --json on stdout, clear errors, --help everywhere."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from typer.main import get_command
+from typer.testing import CliRunner
+
+from propensity.cli import app
+from tests.conftest import FIXTURES
+
+runner = CliRunner()
+
+
+def _env(tmp_path: Path) -> dict[str, str]:
+    # Keep the fixture's far-future row in the future whatever today's date is.
+    return {"PROPENSITY_DATA_DIR": str(tmp_path / "data"), "PROPENSITY_LOG_LEVEL": "WARNING"}
+
+
+def test_ingest_json_summary(tmp_path: Path) -> None:
+    result = runner.invoke(
+        app,
+        ["ingest", str(FIXTURES / "broken_events.csv"), "--format", "canonical", "--json"],
+        env=_env(tmp_path),
+    )
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout)
+    assert summary["rows_read"] == 18
+    assert summary["accepted"] + summary["duplicates"] + sum(summary["quarantined"].values()) == 18
+    assert set(summary) >= {
+        "rows_read",
+        "accepted",
+        "duplicates",
+        "quarantined",
+        "visitors",
+        "first_event",
+        "last_event",
+        "quarantine_file",
+    }
+    assert Path(summary["quarantine_file"]).is_file()
+    assert (tmp_path / "data" / "lake" / "events").is_dir()
+
+
+def test_ingest_table_for_people(tmp_path: Path) -> None:
+    result = runner.invoke(app, ["ingest", str(FIXTURES / "broken_events.csv")], env=_env(tmp_path))
+    assert result.exit_code == 0, result.output
+    assert "unparseable_line" in result.stdout
+    assert "quarantine file" in result.stdout
+
+
+def test_wrong_columns_give_a_message_not_a_traceback(tmp_path: Path) -> None:
+    result = runner.invoke(
+        app,
+        ["ingest", str(FIXTURES / "broken_events.csv"), "--format", "taobao"],
+        env=_env(tmp_path),
+    )
+    assert result.exit_code == 1
+    assert "Traceback" not in result.output
+    assert "missing ['category_id', 'behavior_type', 'timestamp']" in result.output
+
+
+def test_unknown_format_is_a_clear_error(tmp_path: Path) -> None:
+    result = runner.invoke(
+        app, ["ingest", str(FIXTURES / "broken_events.csv"), "--format", "nope"], env=_env(tmp_path)
+    )
+    assert result.exit_code == 1
+    assert "unknown format 'nope'" in result.output
+
+
+def _command_paths() -> list[list[str]]:
+    group = get_command(app)
+    return [[], *([name] for name in group.commands)]  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize("path", _command_paths(), ids=lambda p: " ".join(p) or "propensity")
+def test_every_command_has_help(path: list[str]) -> None:
+    result = runner.invoke(app, [*path, "--help"])
+    assert result.exit_code == 0
+    assert "Usage" in result.output
