@@ -121,9 +121,10 @@ def simulate(
     as_json: JsonOption = False,
 ) -> None:
     """Write realistic simulated events, contacts and ground truth (deterministic by seed)."""
+    from features.simulation.writer import write_simulation
+
     from features.simulation import SimulationConfig
     from features.simulation import simulate as run_simulation
-    from features.simulation.writer import write_simulation
 
     settings = _settings()
     if fmt not in ("csv", "parquet"):

@@ -11,9 +11,9 @@ import gzip
 import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
+from io import BufferedIOBase
 from itertools import islice
 from pathlib import Path
-from typing import BinaryIO
 
 import polars as pl
 
@@ -45,7 +45,7 @@ def starts_with(path: Path, magic: bytes) -> bool:
         raise IngestError(f"{path}: cannot open: {err.strerror}") from err
 
 
-def _open_binary(path: Path) -> BinaryIO:
+def _open_binary(path: Path) -> BufferedIOBase:
     try:
         if starts_with(path, _GZIP_MAGIC):
             return gzip.open(path, "rb")

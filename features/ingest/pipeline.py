@@ -20,6 +20,7 @@ from features.events.schema import conform_events, empty_events
 from features.ingest.batch import RawBatch
 from features.ingest.lake_writer import drop_duplicates, record_ingest, write_partitions
 from features.ingest.mapping import SourceMapping
+from features.ingest.prefetch import prefetched
 from features.ingest.tabular import iter_tabular
 from features.ingest.validate import ValidationLimits, validate_batch
 
@@ -99,7 +100,7 @@ def ingest_batches(
     report = IngestReport(file=str(file), source=mapping.name, ingest_id=ingest_id)
     quarantine = QuarantineWriter(quarantine_dir, ingest_id, file)
     accepted: list[pl.DataFrame] = []
-    for batch in batches:
+    for batch in prefetched(batches):
         validated = validate_batch(batch.records, mapping, limits)
         quarantine.write(batch.unreadable)
         quarantine.write(validated.quarantined)

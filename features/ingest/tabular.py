@@ -100,11 +100,11 @@ def iter_csv(path: Path, mapping: SourceMapping, batch_rows: int) -> Iterator[Ra
         pending.append(frame.with_columns(pl.Series(LINE_COLUMN, lines)))
         pending_rows += frame.height
         if pending_rows >= batch_rows or invalid:
-            yield RawBatch(pl.concat(pending), unreadable_lines(invalid))
+            yield RawBatch(pl.concat(pending, rechunk=True), unreadable_lines(invalid))
             seen += len(invalid)
             pending, pending_rows, invalid = [], 0, []
     if pending or invalid:
-        records = pl.concat(pending) if pending else _empty_records(found)
+        records = pl.concat(pending, rechunk=True) if pending else _empty_records(found)
         yield RawBatch(records, unreadable_lines(invalid))
 
 

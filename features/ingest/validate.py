@@ -10,6 +10,8 @@ from dataclasses import dataclass
 from datetime import datetime
 
 import polars as pl
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from features.events.schema import EVENT_NAMES, EVENT_SCHEMA, TIME_DTYPE, EventName
 from features.ingest.batch import LINE_COLUMN, QUARANTINE_SCHEMA, RAW_COLUMN
@@ -27,6 +29,7 @@ MAX_ID_LENGTH = 256
 _ISO_FORMATS_WITH_OFFSET = ("%Y-%m-%dT%H:%M:%S%.f%z", "%Y-%m-%d %H:%M:%S%.f%z")
 _ISO_FORMATS_ZULU = ("%Y-%m-%dT%H:%M:%S%.fZ", "%Y-%m-%d %H:%M:%S%.fZ")
 _ISO_FORMATS_LOCAL = ("%Y-%m-%dT%H:%M:%S%.f", "%Y-%m-%d %H:%M:%S%.f", "%Y-%m-%d")
+_FAST_TIME = "_event_time_arrow"
 _UNIX_TO_US = {"unix_s": 1_000_000, "unix_ms": 1_000, "unix_us": 1}
 
 
@@ -96,17 +99,42 @@ def parse_event_time(raw: pl.Expr, dtype: pl.DataType, spec: TimeSpec) -> pl.Exp
     return _naive_to_utc(parsed, spec.timezone)
 
 
+def _with_fast_iso_times(records: pl.DataFrame, mapping: SourceMapping) -> pl.DataFrame:
+    """Add Arrow-parsed times when Arrow's ISO 8601 parser takes the whole column.
+
+    It is about ten times faster than strptime-style parsing; a column with any value it
+    rejects (no offset, garbage) takes the general path instead, which explains failures.
+    """
+    column = mapping.columns.get("event_time")
+    if mapping.time.format != "iso" or column is None or records.schema[column] != pl.String:
+        return records
+    try:
+        parsed = pc.cast(records.get_column(column).to_arrow(), pa.timestamp("us", tz="UTC"))
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        return records
+    return records.with_columns(pl.Series(_FAST_TIME, parsed, dtype=TIME_DTYPE).rechunk())
+
+
+def _time_dtype(records: pl.DataFrame, mapping: SourceMapping) -> pl.DataType:
+    column = mapping.columns.get("event_time")
+    return records.schema[column] if column is not None else pl.String()
+
+
 def _number(raw: pl.Expr) -> pl.Expr:
     return raw.cast(pl.Float64, strict=False)
 
 
 def _stage(records: pl.DataFrame, mapping: SourceMapping) -> pl.DataFrame:
     """Canonical candidate columns plus the raw text needed to explain a rejection."""
+    return records.select(_staging_exprs(records, mapping))
+
+
+def _staging_exprs(records: pl.DataFrame, mapping: SourceMapping) -> list[pl.Expr]:
     raw = {field: _source(mapping, field) for field in EVENT_SCHEMA if field != "source"}
-    time_dtype = (
-        records.schema[mapping.columns["event_time"]]
-        if "event_time" in mapping.columns
-        else pl.String()
+    event_time = (
+        pl.col(_FAST_TIME)
+        if _FAST_TIME in records.columns
+        else parse_event_time(raw["event_time"], _time_dtype(records, mapping), mapping.time)
     )
     strings = {}
     for field in STRING_FIELDS:
@@ -131,12 +159,12 @@ def _stage(records: pl.DataFrame, mapping: SourceMapping) -> pl.DataFrame:
     if mapping.derive_revenue and "revenue" not in mapping.columns:
         is_order = event_name.is_in([EventName.PURCHASE.value, EventName.REFUND.value])
         revenue = pl.when(is_order).then((price * quantity).abs())
-    src_columns = [c for c in records.columns if c not in (LINE_COLUMN, RAW_COLUMN)]
+    src_columns = [c for c in records.columns if c not in (LINE_COLUMN, RAW_COLUMN, _FAST_TIME)]
     original = pl.col(RAW_COLUMN) if RAW_COLUMN in records.columns else pl.struct(src_columns)
-    return records.select(
+    return [
         pl.col(LINE_COLUMN).cast(pl.Int64),
         *(expr.alias(field) for field, expr in strings.items()),
-        parse_event_time(raw["event_time"], time_dtype, mapping.time).alias("event_time"),
+        event_time.alias("event_time"),
         event_name.alias("event_name"),
         price.alias("price"),
         quantity.alias("_quantity_float"),
@@ -147,7 +175,7 @@ def _stage(records: pl.DataFrame, mapping: SourceMapping) -> pl.DataFrame:
         _as_text(raw["quantity"]).alias("_raw_quantity"),
         _as_text(raw["revenue"]).alias("_raw_revenue"),
         original.alias("_original"),
-    )
+    ]
 
 
 def _bad_number(field: str) -> pl.Expr:
@@ -201,11 +229,10 @@ def validate_batch(
     records: pl.DataFrame, mapping: SourceMapping, limits: ValidationLimits
 ) -> ValidatedBatch:
     """Map ``records`` (see ``RawBatch``) to canonical events; quarantine invalid rows."""
-    staged = _stage(records, mapping)
+    staged = _stage(_with_fast_iso_times(records, mapping), mapping)
     rules = _rules(limits)
     reason = _first_match([(cond, pl.lit(r)) for r, cond, _ in rules])
-    detail = _first_match([(cond, _offending_value(field)) for _, cond, field in rules])
-    staged = staged.with_columns(reason.alias("_reason"), detail.alias("_detail"))
+    staged = staged.with_columns(reason.alias("_reason"))
     ok = pl.col("_reason").is_null()
     accepted = staged.filter(ok).with_columns(
         pl.col("_quantity_float").cast(pl.Int64).alias("quantity"),
@@ -213,10 +240,14 @@ def validate_batch(
     )
     if mapping.synthesize_transaction_id:
         accepted = accepted.with_columns(_synthesized_transaction(mapping.name))
+    # Built only for the (usually few) rejected rows: string work on every row is costly.
+    detail = _first_match(
+        [(pl.col("_reason") == r, _offending_value(field)) for r, _, field in rules]
+    )
     quarantined = staged.filter(~ok).select(
         pl.col(LINE_COLUMN).alias("line"),
         pl.col("_reason").alias("reason"),
-        pl.col("_detail").alias("detail"),
+        detail.alias("detail"),
         (
             pl.col("_original")
             if staged.schema["_original"] == pl.String
