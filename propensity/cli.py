@@ -64,7 +64,8 @@ def ingest(
 ) -> None:
     """Validate a file and append its events to the lake; quarantine what is invalid."""
     from features.ingest.batch import IngestError
-    from features.ingest.contacts import ingest_contacts_file
+    from features.ingest.contacts import ingest_contacts_file, merge_ads_consent
+    from features.ingest.ga4 import read_ga4_consent
     from features.ingest.mapping import MappingError
     from features.ingest.pipeline import ingest_file, new_ingest_id
     from features.ingest.sources import resolve_source
@@ -101,6 +102,10 @@ def ingest(
                     ingest_id=ingest_id,
                     on_progress=advance,
                 )
+            if fmt == "ga4":
+                report.contacts_updated = merge_ads_consent(
+                    settings.lake_dir, read_ga4_consent(file)
+                )
     except (IngestError, MappingError, ValueError, OSError) as problem:
         raise _fail(str(problem)) from None
     if as_json:
@@ -121,10 +126,9 @@ def simulate(
     as_json: JsonOption = False,
 ) -> None:
     """Write realistic simulated events, contacts and ground truth (deterministic by seed)."""
-    from features.simulation.writer import write_simulation
-
     from features.simulation import SimulationConfig
     from features.simulation import simulate as run_simulation
+    from features.simulation.writer import write_simulation
 
     settings = _settings()
     if fmt not in ("csv", "parquet"):

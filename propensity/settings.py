@@ -22,7 +22,7 @@ class IngestSettings(BaseModel):
         timedelta(days=1), description="events later than ingest time + this are quarantined"
     )
     min_event_time: datetime = Field(
-        datetime(2000, 1, 1, tzinfo=UTC), description="events before this are quarantined"
+        datetime(1990, 1, 1, tzinfo=UTC), description="events before this are quarantined"
     )
 
 

@@ -42,6 +42,8 @@ def ingest_table(report: IngestReport) -> Table:
     table.add_row("visitors", f"{report.visitors:,}")
     table.add_row("first event", str(report.first_event or "-"))
     table.add_row("last event", str(report.last_event or "-"))
+    if report.contacts_updated:
+        table.add_row("contacts updated", f"{report.contacts_updated:,}")
     if report.quarantine_file:
         table.add_row("quarantine file", report.quarantine_file)
     return table

@@ -10,16 +10,14 @@ it; the master id is the visitor in both, so sample and master events agree.
 
 from __future__ import annotations
 
-import tomllib
 from collections.abc import Iterator
-from importlib import resources
 from pathlib import Path
 
 import polars as pl
 
 from features.ingest.batch import LINE_COLUMN, QUARANTINE_SCHEMA, RAW_COLUMN, RawBatch
 from features.ingest.lines import UNPARSEABLE, iter_lines
-from features.ingest.mapping import SourceMapping
+from features.ingest.mapping import SourceMapping, builtin_mapping
 
 CDNOW_COLUMNS: tuple[str, ...] = ("customer_id", "date", "number_of_cds", "dollar_value")
 
@@ -37,8 +35,7 @@ _EXPECTED = {
 
 def cdnow_mapping() -> SourceMapping:
     """The packaged mapping from the split columns to canonical purchase events."""
-    text = resources.files("features.ingest.mappings").joinpath("cdnow.toml").read_text()
-    return SourceMapping.model_validate(tomllib.loads(text))
+    return builtin_mapping("cdnow")
 
 
 def _is_header() -> pl.Expr:

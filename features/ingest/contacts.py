@@ -139,3 +139,22 @@ def ingest_contacts_file(
     )
     report.check_balance()
     return report
+
+
+def merge_ads_consent(lake_dir: Path, consent: pl.DataFrame) -> int:
+    """Merge consent read from an event export (e.g. GA4 ``privacy_info``) into the lake.
+
+    Such exports know about ad consent only, so a visitor's known email status is kept
+    rather than overwritten with "unknown". Returns the number of visitors updated.
+    """
+    current = read_contacts(lake_dir)
+    known_email = current.select("visitor_id", pl.col("email_status").alias("_known"))
+    updates = (
+        consent.join(known_email, on="visitor_id", how="left")
+        .with_columns(pl.coalesce("_known", "email_status").alias("email_status"))
+        .select(CONTACT_COLUMNS)
+    )
+    changed = updates.join(current, on=list(CONTACT_COLUMNS), how="anti")
+    if not changed.is_empty():
+        write_contacts(lake_dir, merge_contacts(current, changed))
+    return changed.height

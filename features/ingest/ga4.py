@@ -15,9 +15,7 @@ USD amounts are preferred over the property's currency wherever both are present
 
 from __future__ import annotations
 
-import tomllib
 from collections.abc import Iterator
-from importlib import resources
 from pathlib import Path
 
 import polars as pl
@@ -25,7 +23,7 @@ import polars as pl
 from features.events.schema import CONTACT_COLUMNS, CONTACT_SCHEMA, AdsConsent, EmailStatus
 from features.ingest.batch import LINE_COLUMN, RAW_COLUMN, RawBatch
 from features.ingest.ga4_records import iter_ga4_records
-from features.ingest.mapping import SourceMapping, TimeSpec
+from features.ingest.mapping import SourceMapping, TimeSpec, builtin_mapping
 from features.ingest.validate import parse_event_time
 
 #: Columns of the flattened records (besides ``LINE_COLUMN`` and ``RAW_COLUMN``).
@@ -40,8 +38,7 @@ _CONSENT_BATCH_ROWS = 100_000
 
 def ga4_mapping() -> SourceMapping:
     """The packaged mapping from the flattened columns to canonical events."""
-    text = resources.files("features.ingest.mappings").joinpath("ga4.toml").read_text()
-    return SourceMapping.model_validate(tomllib.loads(text))
+    return builtin_mapping("ga4")
 
 
 def _field(column: str, name: str) -> pl.Expr:

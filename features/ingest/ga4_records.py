@@ -56,6 +56,8 @@ REQUIRED_FIELDS: tuple[str, ...] = ("event_timestamp", "event_name", "user_pseud
 _RECORD = pl.Struct(GA4_FIELDS)
 _PARQUET_MAGIC = b"PAR1"
 Unreadable = tuple[int, str, str, str]
+#: Lines per chunk when a batch must be searched for its bad lines.
+_FALLBACK_CHUNK_ROWS = 1_000
 
 
 def _first_line(err: Exception) -> str:
@@ -79,12 +81,13 @@ def _json_problem(raw: str) -> str | None:
     except (json.JSONDecodeError, RecursionError) as err:
         return f"invalid JSON: {err}"
     if not isinstance(value, dict):
-        return f"expected a JSON object, found {type(value).__name__}"
+        return f"expected a JSON object, found {json.dumps(value)[:40]}"
     return None
 
 
-def _decode_each(lines: pl.DataFrame) -> tuple[pl.DataFrame, list[Unreadable]]:
-    """Slow path for a batch with bad lines: isolate them, decode the rest."""
+def _decode_chunk(lines: pl.DataFrame) -> tuple[pl.DataFrame, list[Unreadable]]:
+    """Decode a chunk known to hold a bad line: Python's parser finds invalid JSON (with a
+    position), Polars decodes the rest; valid JSON of another shape is found line by line."""
     bad: list[Unreadable] = []
     good: list[int] = []
     for index, (line, raw) in enumerate(lines.select(LINE_COLUMN, RAW_COLUMN).iter_rows()):
@@ -96,12 +99,17 @@ def _decode_each(lines: pl.DataFrame) -> tuple[pl.DataFrame, list[Unreadable]]:
     objects = lines[good]
     try:
         records, nulls = _decode_all(objects)
-        return records, bad + nulls
     except pl.exceptions.ComputeError:
-        pass  # valid JSON whose shape is not GA4's: find those lines one by one
-    parts = [_decode_all(objects.clear())[0]]  # so that concat has a schema with no rows
+        records, nulls = _decode_one_by_one(objects)
+    return records, bad + nulls
+
+
+def _decode_one_by_one(objects: pl.DataFrame) -> tuple[pl.DataFrame, list[Unreadable]]:
+    """Decode JSON objects one at a time, to name those whose shape is not GA4's."""
+    parts = [_decode_all(objects.clear())[0]]  # so that concat has the schema with no rows
+    bad: list[Unreadable] = []
     for index in range(objects.height):
-        row = objects[index]
+        row = objects.slice(index, 1)
         try:
             parts.append(_decode_all(row)[0])
         except pl.exceptions.ComputeError as err:
@@ -110,12 +118,31 @@ def _decode_each(lines: pl.DataFrame) -> tuple[pl.DataFrame, list[Unreadable]]:
     return pl.concat(parts), bad
 
 
+def _decode_isolating(lines: pl.DataFrame) -> tuple[pl.DataFrame, list[Unreadable]]:
+    """Slow path for a batch with a bad line: only the chunks that fail are searched."""
+    parts: list[pl.DataFrame] = []
+    bad: list[Unreadable] = []
+    for start in range(0, max(lines.height, 1), _FALLBACK_CHUNK_ROWS):
+        chunk = lines.slice(start, _FALLBACK_CHUNK_ROWS)
+        try:
+            records, chunk_bad = _decode_all(chunk)
+        except pl.exceptions.ComputeError:
+            records, chunk_bad = _decode_chunk(chunk)
+        parts.append(records)
+        bad.extend(chunk_bad)
+    return pl.concat(parts), bad
+
+
 def decode_lines(lines: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """GA4 records and unreadable lines (``QUARANTINE_SCHEMA``) from JSON ``lines``."""
+    """GA4 records and unreadable lines (``QUARANTINE_SCHEMA``) from JSON ``lines``.
+
+    Fast path: Polars decodes the whole batch. One bad line makes that fail, so the batch
+    is then decoded in chunks, and only a failing chunk is checked line by line.
+    """
     try:
         records, bad = _decode_all(lines)
     except pl.exceptions.ComputeError:
-        records, bad = _decode_each(lines)
+        records, bad = _decode_isolating(lines)
     bad.sort()
     return records, unreadable_lines(bad)
 

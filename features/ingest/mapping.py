@@ -135,7 +135,14 @@ def load_mapping(path: Path) -> SourceMapping:
         raise MappingError(f"mapping {path} is invalid:\n{err}") from err
 
 
-BUILTIN_MAPPINGS: tuple[str, ...] = ("canonical", "taobao", "rees46", "retailrocket")
+BUILTIN_MAPPINGS: tuple[str, ...] = (
+    "canonical",
+    "taobao",
+    "rees46",
+    "retailrocket",
+    "ga4",
+    "cdnow",
+)
 
 
 def builtin_mapping(name: str) -> SourceMapping:

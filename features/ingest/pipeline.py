@@ -43,6 +43,7 @@ class IngestReport:
     first_event: datetime | None = None
     last_event: datetime | None = None
     quarantine_file: str | None = None
+    contacts_updated: int = 0  # visitors whose contactability the file changed
 
     @property
     def quarantined_total(self) -> int:

@@ -7,6 +7,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from features.ingest.batch import RawBatch
+from features.ingest.cdnow import cdnow_mapping, iter_cdnow
+from features.ingest.ga4 import ga4_mapping, iter_ga4
 from features.ingest.mapping import BUILTIN_MAPPINGS, SourceMapping, builtin_mapping, load_mapping
 from features.ingest.pipeline import BatchReader
 from features.ingest.tabular import iter_tabular
@@ -28,7 +30,11 @@ def _tabular(mapping: SourceMapping) -> EventSource:
 
 
 def _special_sources() -> dict[str, EventSource]:
-    return {}
+    """Formats that need their own reader before the shared mapping and validation."""
+    return {
+        "ga4": EventSource(ga4_mapping(), iter_ga4),
+        "cdnow": EventSource(cdnow_mapping(), iter_cdnow),
+    }
 
 
 EVENT_FORMATS: tuple[str, ...] = (*BUILTIN_MAPPINGS,)
