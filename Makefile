@@ -14,7 +14,7 @@ DEMO_DIR ?= .propensity
 $(INSTALLED): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[dev,spark]'
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[dev,spark,fast]'
 	touch $(INSTALLED)
 
 install: $(INSTALLED)
@@ -35,7 +35,7 @@ test: lint
 # Re-resolve the pinned versions after changing dependencies in pyproject.toml.
 lock:
 	rm -rf /tmp/propensity-lock && $(PYTHON) -m venv /tmp/propensity-lock
-	/tmp/propensity-lock/bin/pip install --quiet '.[dev,spark]'
+	/tmp/propensity-lock/bin/pip install --quiet '.[dev,spark,fast]'
 	/tmp/propensity-lock/bin/pip freeze --exclude propensity > constraints.txt
 
 clean:

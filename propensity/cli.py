@@ -7,7 +7,7 @@ import logging
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 import polars as pl
 import typer
@@ -16,7 +16,7 @@ from rich.markup import escape
 
 from propensity.logs import configure_logging
 from propensity.settings import Settings
-from propensity.views import ingest_table, progress_bar
+from propensity.views import ingest_table, metrics_table, progress_bar
 
 app = typer.Typer(
     name="propensity",
@@ -122,7 +122,9 @@ def simulate(
     out_dir: Annotated[
         Path | None, typer.Option("--out", help="folder to write to [default: DATA_DIR/simulated]")
     ] = None,
-    fmt: Annotated[str, typer.Option("--format", help="csv or parquet")] = "csv",
+    fmt: Annotated[
+        Literal["csv", "parquet"], typer.Option("--format", help="csv or parquet")
+    ] = "csv",
     as_json: JsonOption = False,
 ) -> None:
     """Write realistic simulated events, contacts and ground truth (deterministic by seed)."""
@@ -131,8 +133,6 @@ def simulate(
     from features.simulation.writer import write_simulation
 
     settings = _settings()
-    if fmt not in ("csv", "parquet"):
-        raise _fail(f"--format must be csv or parquet, not {fmt!r}")
     target = out_dir or settings.data_dir / "simulated"
     with err.status(f"simulating {visitors:,} visitors over {days} days"):
         data = run_simulation(SimulationConfig(visitors=visitors, days=days, seed=seed))
@@ -148,5 +148,137 @@ def simulate(
     if as_json:
         _emit_json(summary)
     else:
-        for key, value in summary.items():
-            out.print(f"[bold]{key}[/]: {value}")
+        out_console_summary(summary)
+
+
+@app.command()
+def features(
+    as_of: Annotated[datetime, typer.Option(help="features use events strictly before this")],
+    engine: Annotated[
+        Literal["polars", "spark"], typer.Option(help="polars (embedded) or spark")
+    ] = "polars",
+    out: Annotated[Path | None, typer.Option(help="Parquet output path")] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Build one row of features per visitor as of a moment, from the event lake."""
+    from features.batch import build_features, write_features
+
+    settings = _settings()
+    moment = as_of if as_of.tzinfo else as_of.replace(tzinfo=UTC)
+    target = out or settings.outputs_dir / "features" / f"as_of={moment:%Y%m%dT%H%M%S}.parquet"
+    with err.status(f"building features as of {moment.isoformat()} on {engine}"):
+        try:
+            write_features(build_features(settings.lake_dir, moment, engine=engine), target)
+        except (FileNotFoundError, ValueError) as problem:
+            raise _fail(str(problem)) from None
+    rows = pl.scan_parquet(target if target.is_file() else target / "*.parquet").select(pl.len())
+    summary = {"as_of": moment.isoformat(), "engine": engine, "visitors": rows.collect().item(),
+               "output": str(target)}  # fmt: skip
+    if as_json:
+        _emit_json(summary)
+    else:
+        out_console_summary(summary)
+
+
+@app.command()
+def train(
+    table: Annotated[
+        Path | None, typer.Option(help="ready feature table (Parquet/CSV) instead of the lake")
+    ] = None,
+    label: Annotated[str, typer.Option(help="label column of --table")] = "label",
+    time: Annotated[str, typer.Option(help="time column of --table")] = "as_of",
+    truth: Annotated[
+        Path | None, typer.Option(help="simulator truth.parquet: report the best achievable AUC")
+    ] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Train baselines and LightGBM on time-split snapshots; register the best as challenger."""
+    from propensity import jobs
+    from training.train import train_from_table
+
+    settings = _settings()
+    with err.status("training: snapshots, baselines, LightGBM, calibration, report"):
+        try:
+            if table is not None:
+                result = train_from_table(
+                    table, label, time, settings.training, data_dir=settings.data_dir
+                )
+            else:
+                result = jobs.train(settings, truth=truth)
+        except (FileNotFoundError, ValueError) as problem:
+            raise _fail(str(problem)) from None
+    if as_json:
+        _emit_json(result.to_dict())
+    else:
+        out.print(metrics_table(result.metrics, result.chosen))
+        out.print(f"chosen: [bold]{result.chosen}[/], registered version {result.model_version}")
+        out.print(f"report: {result.report_path}")
+
+
+@app.command()
+def promote(
+    force: Annotated[
+        bool, typer.Option(help="promote even if the challenger does not win")
+    ] = False,
+    as_json: JsonOption = False,
+) -> None:
+    """Make the challenger champion if it beats the champion on the same out-of-time test."""
+    from training.train import promote_challenger
+
+    settings = _settings()
+    result = promote_challenger(settings.data_dir, datetime.now(UTC), force=force)
+    if as_json:
+        _emit_json(result.to_dict())
+    else:
+        verdict = "promoted" if result.promoted else "not promoted"
+        out.print(f"[bold]{verdict}[/]: {result.reason}")
+
+
+@app.command()
+def score(
+    as_of: Annotated[
+        datetime | None, typer.Option(help="score as of this time [default: latest event]")
+    ] = None,
+    engine: Annotated[
+        Literal["polars", "spark"], typer.Option(help="engine for the features")
+    ] = "polars",
+    as_json: JsonOption = False,
+) -> None:
+    """Score and route every visitor with the champion; write outputs and the score store."""
+    from propensity import jobs
+    from serving.batch import score_visitors
+    from serving.views import scoring_table
+
+    settings = _settings()
+    moment = as_of.replace(tzinfo=as_of.tzinfo or UTC) if as_of else None
+    try:
+        with progress_bar(err, "scoring", disable=as_json) as advance:
+            summary = score_visitors(
+                settings.serving, jobs.serving_paths(settings), as_of=moment, engine=engine,
+                on_progress=advance,
+            )  # fmt: skip
+    except (FileNotFoundError, ValueError, LookupError) as problem:
+        raise _fail(str(problem)) from None
+    if as_json:
+        _emit_json(summary.to_dict())
+    else:
+        out.print(scoring_table(summary))
+
+
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option(help="address to listen on")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="port to listen on")] = 8000,
+    workers: Annotated[int, typer.Option(min=1, help="uvicorn worker processes")] = 1,
+) -> None:
+    """Run the real-time API (OpenAPI docs at /docs)."""
+    from propensity import jobs
+    from serving.server import run_api
+
+    settings = _settings()
+    run_api(settings.serving, jobs.serving_paths(settings), host=host, port=port, workers=workers)
+
+
+def out_console_summary(summary: dict[str, object]) -> None:
+    for key, value in summary.items():
+        out.print(f"[bold]{key}[/]: {value}")

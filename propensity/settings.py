@@ -13,6 +13,9 @@ from pathlib import Path
 from pydantic import BaseModel, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from serving.settings import ServingSettings
+from training.settings import TrainingSettings
+
 
 class IngestSettings(BaseModel):
     """Limits applied while turning raw files into canonical events."""
@@ -26,6 +29,16 @@ class IngestSettings(BaseModel):
     )
 
 
+class SnapshotSettings(BaseModel):
+    """How ``propensity train`` cuts the lake into labelled snapshots."""
+
+    # At least the horizon: validation labels must not reach into the test period.
+    slide: timedelta = Field(timedelta(days=14), description="time between snapshots")
+    lookback: timedelta = Field(timedelta(days=30), description="feature window before T")
+    horizon: timedelta = Field(timedelta(days=14), description="label window after T")
+    max_snapshots: int = Field(8, ge=3, description="latest snapshots used (test, val, train)")
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="PROPENSITY_", env_nested_delimiter="__", extra="ignore"
@@ -37,6 +50,9 @@ class Settings(BaseSettings):
     )
     log_level: str = "INFO"
     ingest: IngestSettings = IngestSettings()
+    snapshots: SnapshotSettings = SnapshotSettings()
+    training: TrainingSettings = TrainingSettings()
+    serving: ServingSettings = ServingSettings()
 
     @property
     def lake_dir(self) -> Path:

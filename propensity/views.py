@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
+from typing import Any
 
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
@@ -47,3 +48,21 @@ def ingest_table(report: IngestReport) -> Table:
     if report.quarantine_file:
         table.add_row("quarantine file", report.quarantine_file)
     return table
+
+
+def metrics_table(metrics: Mapping[str, Mapping[str, Any]], chosen: str) -> Table:
+    """Out-of-time test metrics of every model; the chosen one in bold."""
+    table = Table(title="out-of-time test", title_justify="left")
+    columns = ("roc_auc", "pr_auc", "log_loss", "brier", "ece", "lift_top10", "capture_top10")
+    table.add_column("model")
+    for column in columns:
+        table.add_column(column, justify="right")
+    for name, parts in metrics.items():
+        test = parts.get("test", {})
+        cells = [_cell(test.get(column)) for column in columns]
+        table.add_row(f"[bold]{name}[/]" if name == chosen else name, *cells)
+    return table
+
+
+def _cell(value: object) -> str:
+    return f"{value:.4f}" if isinstance(value, int | float) else "-"

@@ -1,0 +1,85 @@
+"""Knobs of the event simulator; the defaults give a plausible mid-sized web shop."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+
+@dataclass(frozen=True)
+class SimulationConfig:
+    """What to simulate. Rates marked "median intent" apply to a visitor whose intent logit is 0.
+
+    Defaults produce about 10 events per visitor over 90 days and 2-4% of active visitors
+    purchasing in any 30-day window.
+    """
+
+    visitors: int = 100_000
+    start: datetime = datetime(2024, 1, 1, tzinfo=UTC)
+    days: int = 90
+    seed: int = 42
+    #: share of visitors already active at ``start`` (the rest arrive during the period)
+    initial_share: float = 0.3
+    #: mean of the exponential time from arrival (or ``start``) to churn, in days
+    lifetime_days: float = 40.0
+    #: median return sessions per day while alive, at average seasonality
+    session_rate_median: float = 0.035
+    #: lognormal sigma of the per-visitor session rate (heavy tail of frequent visitors)
+    session_rate_sigma: float = 1.0
+    #: session intensity on Saturday and Sunday relative to weekdays
+    weekend_factor: float = 1.3
+    #: mean session length in minutes, first to last event (exponential)
+    session_minutes: float = 12.0
+    #: standard deviation of the latent purchase intent on the logit scale
+    intent_sd: float = 1.0
+    #: P(add_to_cart) per session, median intent
+    cart_rate: float = 0.04
+    #: P(begin_checkout | add_to_cart), median intent
+    checkout_rate: float = 0.35
+    #: P(purchase | begin_checkout), median intent
+    purchase_rate: float = 0.55
+    #: mean page views per session (geometric, at least 1)
+    page_views_mean: float = 3.0
+    #: share of page views that are product pages and so also send view_item, median intent
+    product_page_share: float = 0.45
+    #: P(one cart item is removed | add_to_cart)
+    remove_rate: float = 0.15
+    #: P(add_to_wishlist | the session viewed an item)
+    wishlist_rate: float = 0.04
+    #: P(an order is refunded, 1 to ~3 weeks later)
+    refund_rate: float = 0.04
+    #: share of visitors who log in (their events carry a user_id), median intent
+    login_share: float = 0.25
+    #: catalog size
+    items: int = 5_000
+    #: number of item categories
+    categories: int = 20
+
+    def __post_init__(self) -> None:
+        if self.start.tzinfo is None or self.start.utcoffset() != timedelta(0):
+            raise ValueError(f"start must be a UTC-aware datetime, got {self.start!r}")
+        if self.visitors < 1 or self.days < 1 or self.items < 1 or self.categories < 1:
+            raise ValueError("visitors, days, items and categories must be positive")
+        shares = {
+            "initial_share": self.initial_share,
+            "cart_rate": self.cart_rate,
+            "checkout_rate": self.checkout_rate,
+            "purchase_rate": self.purchase_rate,
+            "product_page_share": self.product_page_share,
+            "remove_rate": self.remove_rate,
+            "wishlist_rate": self.wishlist_rate,
+            "refund_rate": self.refund_rate,
+            "login_share": self.login_share,
+        }
+        outside = {name: value for name, value in shares.items() if not 0.0 <= value <= 1.0}
+        if outside:
+            raise ValueError(f"probabilities outside [0, 1]: {outside}")
+        if min(self.lifetime_days, self.session_rate_median, self.session_minutes) <= 0:
+            raise ValueError("lifetime_days, session_rate_median, session_minutes must be > 0")
+        if self.page_views_mean < 1 or self.weekend_factor <= 0:
+            raise ValueError("page_views_mean must be >= 1 and weekend_factor > 0")
+
+    @property
+    def end(self) -> datetime:
+        """Exclusive end of the simulated period."""
+        return self.start + timedelta(days=self.days)

@@ -1,0 +1,92 @@
+"""The stages wired together: read the lake, build snapshots, train, score.
+
+The one place that knows every package; each function is a few calls into them.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from pathlib import Path
+
+import polars as pl
+
+from features.definitions import FEATURE_COLUMNS
+from features.ingest.contacts import read_contacts
+from features.lake import scan_events
+from features.snapshots import SnapshotConfig, build_snapshots
+from propensity.settings import Settings
+from serving.settings import ServingPaths
+from training.tracking import resolve_store
+from training.train import TrainingResult, train_from_snapshots
+
+
+def lake_span(lake_dir: Path) -> tuple[datetime, datetime]:
+    """First and last event time in the lake."""
+    span = scan_events(lake_dir).select(
+        pl.col("event_time").min().alias("first"), pl.col("event_time").max().alias("last")
+    )
+    first, last = span.collect().row(0)
+    if first is None:
+        raise ValueError(f"the event lake at {lake_dir} is empty: run `propensity ingest` first")
+    return first, last
+
+
+def snapshot_config_for_lake(settings: Settings) -> SnapshotConfig:
+    """The latest snapshots whose lookback and label windows both fit inside the lake."""
+    first, last = lake_span(settings.lake_dir)
+    plan = settings.snapshots
+    end = last - plan.horizon
+    start = max(first + plan.lookback, end - plan.slide * (plan.max_snapshots - 1))
+    if start > end - plan.slide * 2:
+        raise ValueError(
+            f"the lake spans {first:%Y-%m-%d}..{last:%Y-%m-%d}: too short for three snapshots "
+            f"with a {plan.lookback.days}-day lookback and a {plan.horizon.days}-day horizon"
+        )
+    return SnapshotConfig(
+        start=_whole_day(start, up=True),
+        end=end,
+        slide=plan.slide,
+        lookback=plan.lookback,
+        horizon=plan.horizon,
+    )
+
+
+def _whole_day(moment: datetime, *, up: bool) -> datetime:
+    day = moment.replace(hour=0, minute=0, second=0, microsecond=0)
+    return day + timedelta(days=1) if up and day != moment else day
+
+
+def train(settings: Settings, *, truth: Path | None = None) -> TrainingResult:
+    """Snapshots from the lake -> every candidate -> registered challenger."""
+    config = snapshot_config_for_lake(settings)
+    frame = build_snapshots(settings.lake_dir, config)
+    assert isinstance(frame, pl.LazyFrame)
+    snapshots = frame.collect(engine="streaming")
+    return train_from_snapshots(
+        snapshots,
+        FEATURE_COLUMNS,
+        settings.training,
+        data_dir=settings.data_dir,
+        horizon=config.prediction_gap + config.horizon,
+        snapshot_config=config.model_dump(mode="json"),
+        events=scan_events(settings.lake_dir),
+        contacts=read_contacts(settings.lake_dir),
+        reference=_reference(truth, config) if truth else None,
+    )
+
+
+def _reference(truth: Path, config: SnapshotConfig) -> pl.DataFrame:
+    """The simulator's exact purchase probability at every snapshot (the best achievable)."""
+    from features.simulation import true_purchase_probability
+
+    latent = pl.read_parquet(truth)
+    return pl.concat(
+        true_purchase_probability(latent, moment, config.horizon).with_columns(
+            pl.lit(moment).alias("as_of")
+        )
+        for moment in config.snapshot_times()
+    )
+
+
+def serving_paths(settings: Settings) -> ServingPaths:
+    return ServingPaths.under(settings.data_dir, resolve_store(settings.data_dir).tracking_uri)

@@ -1,0 +1,338 @@
+"""The real-time API: score lookups, what-if scoring, event intake with re-scoring, model
+info, health and metrics. OpenAPI docs at ``/docs``.
+
+``create_app(settings, paths)`` builds the app; its lifespan opens the store and loads the
+model (a missing model leaves the app up, not ready, and the scoring routes answer 503 with
+the reason). Scoring routes are plain ``def`` (FastAPI runs them in its thread pool); the
+lookup reads a local store directly, because a thread hop costs more than the read.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import logging
+from collections.abc import AsyncIterator, Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import orjson
+import polars as pl
+from anyio import to_thread
+from fastapi import FastAPI, Request
+from fastapi.responses import Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from serving.dependencies import (
+    KEY_PARAMETER,
+    ReadAccess,
+    ServedDep,
+    StateDep,
+    StoreDep,
+    WriteAccess,
+    readable_store,
+)
+from serving.history import encode_events, read_history
+from serving.metrics import MetricsMiddleware
+from serving.problems import Problem, ProblemError, install_problem_handlers
+from serving.realtime import Contact, FeatureInputError
+from serving.schemas import (
+    EventsRequest,
+    EventsResponse,
+    ModelResponse,
+    Readiness,
+    Rejection,
+    ReloadResponse,
+    ScoreRequest,
+    VisitorScore,
+)
+from serving.settings import ServingPaths, ServingSettings
+from serving.sqlite_store import SqliteScoreStore
+from serving.state import Served, ServingState
+from serving.store import ScoreStore
+
+log = logging.getLogger(__name__)
+Clock = Callable[[], datetime]
+JSON = "application/json"
+_PROBLEMS: dict[int | str, dict[str, Any]] = {s: {"model": Problem} for s in (401, 404, 422, 503)}
+
+
+def _json(payload: bytes, status: int = 200) -> Response:
+    return Response(payload, status_code=status, media_type=JSON)
+
+
+def _check_size(settings: ServingSettings, events: int) -> None:
+    if events > settings.max_events_per_request:
+        raise ProblemError(
+            413,
+            "Too many events",
+            f"{events} events in one request; at most {settings.max_events_per_request}",
+        )
+
+
+def _as_of(requested: datetime | None, now: datetime, latest: datetime | None) -> datetime:
+    """Default: now, or just after the latest posted event if that is later (so it counts)."""
+    if requested is not None:
+        return requested.astimezone(UTC)
+    if latest is not None and latest >= now:
+        return latest + timedelta(microseconds=1)
+    return now
+
+
+def _register_reads(app: FastAPI) -> None:
+    @app.get(
+        "/v1/visitors/{visitor_id}",
+        responses={200: {"model": VisitorScore}, **_PROBLEMS},
+        tags=["scores"],
+        openapi_extra=KEY_PARAMETER,
+    )
+    async def get_visitor(visitor_id: str, request: Request) -> Response:
+        """The latest score of a visitor, its route and reason, and what drove it."""
+        # No Depends here: resolving one costs more than the lookup (see readable_store).
+        store = readable_store(request)
+        if isinstance(store, SqliteScoreStore):
+            record = store.get_record(visitor_id)
+        else:
+            record = await to_thread.run_sync(store.get_record, visitor_id)
+        if record is None:
+            raise ProblemError(
+                404,
+                "Unknown visitor",
+                f"no score for visitor {visitor_id!r}: "
+                "not in the last batch run and no events posted",
+            )
+        return _json(record)
+
+    @app.get("/v1/model", dependencies=[ReadAccess], response_model=ModelResponse, tags=["model"])
+    def get_model(served: ServedDep, state: StateDep) -> ModelResponse:
+        """The model being served and the batch run whose scores are live."""
+        info = served.loaded.info
+        run = state.store.current_run() if state.store else None
+        return ModelResponse(
+            name=info.name,
+            alias=info.alias,
+            version=info.version,
+            run_id=info.run_id,
+            kind=info.kind,
+            predictor=info.predictor,
+            trained_at=info.trained_at,
+            metrics=info.metrics,
+            feature_names=list(info.feature_names),
+            last_run=orjson.loads(run.to_json()) if run else None,
+        )
+
+
+def _register_scoring(app: FastAPI, clock: Clock) -> None:
+    @app.post(
+        "/v1/score",
+        dependencies=[ReadAccess],
+        responses={200: {"model": VisitorScore}, **_PROBLEMS},
+        tags=["scores"],
+    )
+    def score(body: ScoreRequest, served: ServedDep, state: StateDep) -> Response:
+        """Score a visitor now from recent events or from features; stores nothing."""
+        now = clock()
+        scorer, store = served.scorer, state.store
+        if body.events is not None:
+            _check_size(state.settings, len(body.events))
+            accepted, rejected = state.intake.check(body.visitor_id, body.events)
+            if rejected:
+                raise ProblemError(
+                    422,
+                    "Invalid events",
+                    f"{len(rejected)} event(s) rejected",
+                    errors=[r.model_dump() for r in rejected],
+                )
+            latest = accepted.get_column("event_time").max() if accepted.height else None
+            as_of = _as_of(body.as_of, now, latest)  # type: ignore[arg-type]
+            features = scorer.features_from_events(accepted.to_dicts(), as_of)
+        else:
+            as_of = _as_of(body.as_of, now, None)
+            try:
+                features = scorer.features_from_names(body.features or {})
+            except FeatureInputError as problem:
+                raise ProblemError(422, "Invalid features", str(problem)) from None
+        contact = _contact(body.contactability, store, body.visitor_id)
+        run = store.current_run() if store else None
+        record = scorer.score(
+            body.visitor_id, features, as_of=as_of, scored_at=now, contact=contact, run=run
+        )
+        state.metrics.scores.labels(orjson.loads(record)["route"], "score").inc()
+        return _json(record)
+
+    @app.post(
+        "/v1/events",
+        dependencies=[WriteAccess],
+        responses={200: {"model": EventsResponse}, 413: {"model": Problem}, **_PROBLEMS},
+        tags=["events"],
+    )
+    def post_events(
+        body: EventsRequest, served: ServedDep, store: StoreDep, state: StateDep
+    ) -> Response:
+        """Append a visitor's new events and return the re-scored, re-routed visitor. Bad
+        events are rejected with their reason (ingestion's rules); the rest are applied."""
+        now = clock()
+        _check_size(state.settings, len(body.events))
+        apply = functools.partial(_apply_events, body, served, store, state, now)
+        return _json(state.intake.run(body.visitor_id, body.events, apply))
+
+
+def _apply_events(
+    body: EventsRequest,
+    served: Served,
+    store: ScoreStore,
+    state: ServingState,
+    now: datetime,
+    checked: tuple[pl.DataFrame, list[Rejection]],
+) -> bytes:
+    """Append the accepted events, re-score and re-route the visitor, store the record;
+    the response body. Runs in the intake thread (``EventIntake.run``)."""
+    accepted, rejected = checked
+    settings = state.settings
+    state.metrics.events.labels("accepted").inc(accepted.height)
+    state.metrics.events.labels("rejected").inc(len(rejected))
+    if accepted.is_empty():
+        raise ProblemError(
+            422,
+            "No valid events",
+            "every posted event was rejected",
+            errors=[r.model_dump() for r in rejected],
+        )
+    store.append_events(body.visitor_id, encode_events(accepted), settings.max_history_events)
+    visitor = store.get_state(body.visitor_id)
+    history = read_history(
+        visitor.batch_history, visitor.posted_events, settings.max_history_events
+    )
+    as_of = _as_of(body.as_of, now, accepted.get_column("event_time").max())  # type: ignore[arg-type]
+    contact = (
+        Contact(**body.contactability.model_dump())
+        if body.contactability
+        else Contact.from_record(visitor.record)
+    )
+    record = served.scorer.score(
+        body.visitor_id,
+        served.scorer.features_from_events(history, as_of),
+        as_of=as_of,
+        scored_at=now,
+        contact=contact,
+        run=store.current_run(),
+    )
+    store.put_record(body.visitor_id, record)
+    state.metrics.scores.labels(orjson.loads(record)["route"], "events").inc()
+    payload = {
+        "accepted": accepted.height,
+        "rejected": [r.model_dump() for r in rejected],
+        "score": orjson.Fragment(record),
+    }
+    return orjson.dumps(payload)
+
+
+def _contact(given: object, store: ScoreStore | None, visitor_id: str) -> Contact:
+    if given is not None:
+        return Contact(**given.model_dump())  # type: ignore[attr-defined]
+    return Contact.from_record(store.get_record(visitor_id) if store else None)
+
+
+def _register_operations(app: FastAPI) -> None:
+    @app.get("/healthz", tags=["operations"])
+    async def healthz() -> dict[str, str]:
+        """The process is up (liveness)."""
+        return {"status": "ok"}
+
+    @app.get(
+        "/readyz",
+        response_model=Readiness,
+        responses={503: {"model": Readiness}},
+        tags=["operations"],
+    )
+    async def readyz(state: StateDep) -> Response:
+        """Ready to score: a model is loaded and the store answers."""
+        store_ok = state.store is not None and state.store.ping()
+        reason = state.model_problem or (
+            None if store_ok else state.store_problem or "the score store does not answer"
+        )
+        served = state.served
+        body = Readiness(
+            ready=reason is None,
+            store=store_ok,
+            reason=reason,
+            model_version=served.loaded.info.version if served else None,
+        )
+        return _json(body.model_dump_json().encode(), 200 if body.ready else 503)
+
+    @app.get("/metrics", tags=["operations"])
+    async def metrics(state: StateDep) -> Response:
+        """Prometheus metrics."""
+        return Response(generate_latest(state.metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+    @app.post(
+        "/v1/admin/reload",
+        dependencies=[WriteAccess],
+        response_model=ReloadResponse,
+        responses=_PROBLEMS,
+        tags=["operations"],
+    )
+    def reload(state: StateDep) -> ReloadResponse:
+        """Load the model the alias points at now; on failure keep serving the old one."""
+        outcome = state.reload()
+        if not outcome.reloaded:
+            raise ProblemError(
+                503,
+                "Reload failed",
+                f"{outcome.message}; still serving version {outcome.previous}"
+                if outcome.previous
+                else outcome.message,
+            )
+        return ReloadResponse(
+            reloaded=True,
+            model_version=outcome.version,
+            previous_version=outcome.previous,
+            message=outcome.message,
+        )
+
+
+async def _poll_alias(state: ServingState, every: float) -> None:
+    while True:
+        await asyncio.sleep(every)
+        current = state.served.loaded.info.version if state.served else None
+        registered = await to_thread.run_sync(state.registered_version)
+        if registered is not None and registered != current:
+            log.info("alias moved to version %s: reloading", registered)
+            await to_thread.run_sync(state.reload)
+
+
+def create_app(
+    settings: ServingSettings, paths: ServingPaths, *, clock: Clock = lambda: datetime.now(UTC)
+) -> FastAPI:
+    """The API app; nothing is loaded until the lifespan starts."""
+    state = ServingState(settings, paths, clock)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        await to_thread.run_sync(state.open)
+        poll = (
+            asyncio.create_task(_poll_alias(state, settings.alias_poll_seconds))
+            if settings.alias_poll_seconds
+            else None
+        )
+        try:
+            yield
+        finally:
+            if poll is not None:
+                poll.cancel()
+            state.close()
+
+    app = FastAPI(
+        title="Propensity scoring",
+        version="1",
+        lifespan=lifespan,
+        description="Purchase propensity scores, routes and real-time re-scoring.",
+    )
+    app.state.serving = state
+    install_problem_handlers(app)
+    _register_reads(app)
+    _register_scoring(app, clock)
+    _register_operations(app)
+    app.add_middleware(MetricsMiddleware, metrics=state.metrics)
+    return app

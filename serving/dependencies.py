@@ -1,0 +1,90 @@
+"""FastAPI dependencies of the API: the process state, the model, the store, and API keys.
+
+Used as ``Annotated`` aliases by the routes. Keys are compared in constant time
+(``ServingState.key_is_valid``); write routes always need one, read routes when
+``read_requires_key`` is set.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Depends, Header, Request
+
+from serving.problems import ProblemError
+from serving.state import Served, ServingState
+from serving.store import ScoreStore
+
+
+async def _state(request: Request) -> ServingState:
+    state: ServingState = request.app.state.serving
+    return state
+
+
+StateDep = Annotated[ServingState, Depends(_state)]
+ApiKey = Annotated[str | None, Header(alias="X-API-Key", description="an API key")]
+
+
+async def _served(state: StateDep) -> Served:
+    if state.served is None:
+        raise ProblemError(503, "Model not loaded", f"cannot score: {state.model_problem}")
+    return state.served
+
+
+async def _store(state: StateDep) -> ScoreStore:
+    if state.store is None:
+        raise ProblemError(503, "Store unavailable", f"score store: {state.store_problem}")
+    return state.store
+
+
+def _check_key(state: ServingState, key: str | None) -> None:
+    if not state.has_keys:
+        raise ProblemError(
+            401,
+            "Writes disabled",
+            "no API keys are configured on the server (PROPENSITY_SERVING__API_KEYS)",
+        )
+    if not state.key_is_valid(key):
+        raise ProblemError(
+            401,
+            "Unauthorized",
+            "a valid X-API-Key header is required",
+            headers={"WWW-Authenticate": "ApiKey"},
+        )
+
+
+async def _write_access(state: StateDep, key: ApiKey = None) -> None:
+    _check_key(state, key)
+
+
+async def _read_access(state: StateDep, key: ApiKey = None) -> None:
+    if state.settings.read_requires_key:
+        _check_key(state, key)
+
+
+def readable_store(request: Request) -> ScoreStore:
+    """Read access and the store, checked inline by the lookup route: FastAPI's dependency
+    resolution costs more than the lookup itself (profiled), so the hot path resolves none."""
+    state: ServingState = request.app.state.serving
+    if state.settings.read_requires_key:
+        _check_key(state, request.headers.get("x-api-key"))
+    if state.store is None:
+        raise ProblemError(503, "Store unavailable", f"score store: {state.store_problem}")
+    return state.store
+
+
+ServedDep = Annotated[Served, Depends(_served)]
+StoreDep = Annotated[ScoreStore, Depends(_store)]
+ReadAccess = Depends(_read_access)
+WriteAccess = Depends(_write_access)
+KEY_PARAMETER = {
+    "parameters": [
+        {
+            "name": "X-API-Key",
+            "in": "header",
+            "required": False,
+            "schema": {"type": "string"},
+            "description": "needed when reads are closed by configuration",
+        }
+    ]
+}

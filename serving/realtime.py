@@ -1,0 +1,125 @@
+"""Real-time scoring of one visitor: features from events through the online path (or given
+by name), then the same ``score_and_route`` the batch job runs, on one row.
+
+The budget of a run cannot be re-decided for one visitor, so ads are admitted at or above
+the EV floor at which the last batch run's budget ran out (no floor: not binding). Deciles
+use the last run's cut points, so a real-time decile means the same as a batch one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import numpy as np
+import orjson
+
+from features.definitions import FEATURE_COLUMNS
+from features.online import OnlineFeatureEvaluator
+from serving.champion import LoadedModel
+from serving.model import top_contributions
+from serving.records import real_time_record
+from serving.routing import REASONS, ROUTES
+from serving.scoring import decile_of, model_columns, score_and_route
+from serving.settings import ServingSettings
+from serving.store import RunInfo
+
+
+class FeatureInputError(ValueError):
+    """Posted features do not match the model's inputs; the message lists the differences."""
+
+
+@dataclass(frozen=True)
+class Contact:
+    email_status: str = "unknown"
+    ads_consent: str = "unknown"
+
+    @classmethod
+    def from_record(cls, record: bytes | None) -> Contact:
+        if not record:
+            return cls()
+        stored = orjson.loads(record)
+        return cls(stored.get("email_status", "unknown"), stored.get("ads_consent", "unknown"))
+
+
+class RealTimeScorer:
+    """Built once per loaded model; ``score_*`` are thread-safe."""
+
+    def __init__(self, loaded: LoadedModel, settings: ServingSettings) -> None:
+        self.loaded = loaded
+        self.settings = settings
+        self.columns = model_columns(loaded.model)
+        self.evaluator = OnlineFeatureEvaluator()
+        self._position = {name: i for i, name in enumerate(FEATURE_COLUMNS)}
+
+    def features_from_events(
+        self, events: Sequence[Mapping[str, Any]], as_of: datetime
+    ) -> np.ndarray:
+        """The visitor's features (``FEATURE_COLUMNS`` order) from their events before as_of."""
+        return self.evaluator.vector(events, as_of)
+
+    def features_from_names(self, named: Mapping[str, float | None]) -> np.ndarray:
+        """A feature vector from values by name; every model input must be given."""
+        unknown = sorted(set(named) - set(FEATURE_COLUMNS))
+        missing = sorted(set(self.loaded.model.feature_names) - set(named))
+        if unknown or missing:
+            raise FeatureInputError(
+                f"features do not match the model: missing {missing}, unknown {unknown}"
+            )
+        vector = np.full(len(FEATURE_COLUMNS), np.nan)
+        for name, value in named.items():
+            vector[self._position[name]] = np.nan if value is None else float(value)
+        return vector
+
+    def score(
+        self,
+        visitor_id: str,
+        features: np.ndarray,
+        *,
+        as_of: datetime,
+        scored_at: datetime,
+        contact: Contact,
+        run: RunInfo | None,
+    ) -> bytes:
+        """Score and route one visitor; the stored record (``VisitorScore`` JSON)."""
+        matrix = features.reshape(1, -1)
+        floor = run.ads_ev_floor if run is not None and run.ads_ev_floor is not None else -np.inf
+        scored = score_and_route(
+            self.loaded.model,
+            matrix,
+            visitor_id=[visitor_id],
+            email_status=np.array([contact.email_status], dtype=object),
+            ads_consent=np.array([contact.ads_consent], dtype=object),
+            policy=self.settings.routing,
+            ads_ev_floor=floor,
+            columns=self.columns,
+        )
+        decile = int(decile_of(scored.score, run.decile_cuts if run else ())[0])
+        return real_time_record(
+            visitor_id=visitor_id,
+            score=float(scored.score[0]),
+            decile=decile or None,
+            route=ROUTES[int(scored.routed.route[0])],
+            reason=REASONS[int(scored.routed.reason[0])],
+            expected_value=float(scored.routed.expected_value[0]),
+            model_version=self.loaded.info.version,
+            as_of=as_of,
+            scored_at=scored_at,
+            email_status=contact.email_status,
+            ads_consent=contact.ads_consent,
+            top_features=self._top_features(matrix),
+        )
+
+    def _top_features(self, matrix: np.ndarray) -> list[dict[str, Any]] | None:
+        k = self.settings.top_features
+        if not k:
+            return None
+        inputs = np.ascontiguousarray(matrix[:, self.columns])
+        order, values = top_contributions(self.loaded.model, inputs, k)
+        names = self.loaded.model.feature_names
+        return [
+            {"feature": names[j], "contribution": float(v)}
+            for j, v in zip(order[0], values[0], strict=True)
+        ]

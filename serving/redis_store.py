@@ -1,0 +1,131 @@
+"""Redis score store: the same interface as SQLite, shared by several API replicas.
+
+Keys under ``<prefix>:``: ``current`` (live generation), ``run`` (its ``RunInfo``), ``gens``
+(every generation ever started, so a crashed publish is cleaned up later), and per generation
+``g<g>:r:<visitor>`` (record), ``g<g>:h:<visitor>`` (batch history), ``g<g>:e:<visitor>``
+(list of posted events). Publishing writes the new generation's keys in pipelined chunks,
+then flips ``current`` and ``run`` in one MULTI transaction, then unlinks the old keys.
+Reads resolve the generation inside a Lua script: one round trip, never a torn read.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import polars as pl
+
+from serving.store import PUBLISH_COLUMNS, RunInfo, StoreUnavailable, VisitorState
+
+_GET_RECORD = """
+local g = redis.call('GET', KEYS[1]) or '0'
+return redis.call('GET', ARGV[1] .. ':g' .. g .. ':r:' .. ARGV[2])
+"""
+_GET_STATE = """
+local g = redis.call('GET', KEYS[1]) or '0'
+local base = ARGV[1] .. ':g' .. g
+return {redis.call('GET', base .. ':r:' .. ARGV[2]), redis.call('GET', base .. ':h:' .. ARGV[2]),
+        redis.call('LRANGE', base .. ':e:' .. ARGV[2], 0, -1)}
+"""
+_APPEND = """
+local g = redis.call('GET', KEYS[1]) or '0'
+local key = ARGV[1] .. ':g' .. g .. ':e:' .. ARGV[2]
+for i = 4, #ARGV do redis.call('RPUSH', key, ARGV[i]) end
+redis.call('LTRIM', key, -tonumber(ARGV[3]), -1)
+return g
+"""
+_PUT = """
+local g = redis.call('GET', KEYS[1]) or '0'
+redis.call('SET', ARGV[1] .. ':g' .. g .. ':r:' .. ARGV[2], ARGV[3])
+return g
+"""
+
+
+class RedisScoreStore:
+    def __init__(self, client: Any, prefix: str) -> None:
+        self.client = client
+        self.prefix = prefix
+        self._current_key = f"{prefix}:current"
+        self._get_record = client.register_script(_GET_RECORD)
+        self._get_state = client.register_script(_GET_STATE)
+        self._append = client.register_script(_APPEND)
+        self._put = client.register_script(_PUT)
+
+    @classmethod
+    def connect(cls, url: str, *, prefix: str = "propensity") -> RedisScoreStore:
+        import redis
+
+        client = redis.Redis.from_url(url, socket_timeout=5, socket_connect_timeout=5)
+        try:
+            client.ping()
+        except redis.RedisError as problem:
+            raise StoreUnavailable(f"Redis score store at {url}: {problem}") from problem
+        return cls(client, prefix)
+
+    def _key(self, generation: int | str, kind: str, visitor_id: str) -> str:
+        return f"{self.prefix}:g{generation}:{kind}:{visitor_id}"
+
+    def publish(self, run: RunInfo, chunks: Iterable[pl.DataFrame]) -> None:
+        generation = int(self.client.incr(f"{self.prefix}:last"))
+        self.client.sadd(f"{self.prefix}:gens", 0, generation)
+        for chunk in chunks:
+            pipe = self.client.pipeline(transaction=False)
+            for visitor_id, record, history in chunk.select(PUBLISH_COLUMNS).iter_rows():
+                pipe.set(self._key(generation, "r", visitor_id), record)
+                if history is not None:
+                    pipe.set(self._key(generation, "h", visitor_id), history)
+            pipe.execute()
+        flip = self.client.pipeline(transaction=True)
+        flip.set(self._current_key, generation)
+        flip.set(f"{self.prefix}:run", run.to_json())
+        flip.execute()
+        self._drop_other_generations(generation)
+
+    def _drop_other_generations(self, keep: int) -> None:
+        for raw in self.client.smembers(f"{self.prefix}:gens"):
+            old = int(raw)
+            if old == keep:
+                continue
+            batch: list[bytes] = []
+            for key in self.client.scan_iter(match=f"{self.prefix}:g{old}:*", count=10_000):
+                batch.append(key)
+                if len(batch) >= 10_000:
+                    self.client.unlink(*batch)
+                    batch.clear()
+            if batch:
+                self.client.unlink(*batch)
+            self.client.srem(f"{self.prefix}:gens", old)
+
+    def current_run(self) -> RunInfo | None:
+        raw = self.client.get(f"{self.prefix}:run")
+        return None if raw is None else RunInfo.from_json(raw)
+
+    def get_record(self, visitor_id: str) -> bytes | None:
+        found = self._get_record(keys=[self._current_key], args=[self.prefix, visitor_id])
+        return bytes(found) if found else None
+
+    def get_state(self, visitor_id: str) -> VisitorState:
+        record, history, posted = self._get_state(
+            keys=[self._current_key], args=[self.prefix, visitor_id]
+        )
+        return VisitorState(
+            record=bytes(record) if record else None,
+            batch_history=bytes(history) if history else None,
+            posted_events=[bytes(e) for e in posted],
+        )
+
+    def append_events(self, visitor_id: str, events: Sequence[bytes], keep: int) -> None:
+        if events:
+            self._append(keys=[self._current_key], args=[self.prefix, visitor_id, keep, *events])
+
+    def put_record(self, visitor_id: str, record: bytes) -> None:
+        self._put(keys=[self._current_key], args=[self.prefix, visitor_id, record])
+
+    def ping(self) -> bool:
+        try:
+            return bool(self.client.ping())
+        except Exception:
+            return False
+
+    def close(self) -> None:
+        self.client.close()

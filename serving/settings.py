@@ -1,0 +1,87 @@
+"""Serving's typed settings, nested into the application settings as ``serving``.
+
+``PROPENSITY_SERVING__STORE=redis``, ``PROPENSITY_SERVING__API_KEYS='["k1"]'``,
+``PROPENSITY_SERVING__ROUTING__AD_BUDGET__MAX_SPEND=2000``. Built at the entry point and
+passed down; nothing here reads the environment. Paths come from the application's data
+directory through ``ServingPaths``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr
+
+from serving.model import PredictorKind
+from serving.routing import RoutingPolicy
+
+
+class ServingSettings(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    model_uri: str = Field(
+        "models:/propensity@champion", description="registered model the API and batch use"
+    )
+    predictor: PredictorKind = Field(
+        "auto", description="LightGBM scorer: lleaves (compiled, cached per version) or booster"
+    )
+    store: Literal["sqlite", "redis"] = Field("sqlite", description="score store backend")
+    redis_url: str = Field("redis://127.0.0.1:6379/0", description="used when store=redis")
+    redis_prefix: str = Field("propensity", description="key prefix in Redis")
+    api_keys: tuple[SecretStr, ...] = Field(
+        (), description="keys accepted in the X-API-Key header; write routes need one"
+    )
+    read_requires_key: bool = Field(False, description="close read routes to callers without a key")
+    routing: RoutingPolicy = RoutingPolicy()
+    max_events_per_request: int = Field(500, gt=0, description="events in one POST at most")
+    max_history_events: int = Field(
+        2_000, gt=0, description="recent events kept per visitor for real-time re-scoring"
+    )
+    top_features: int = Field(5, ge=0, description="contributing features shown per score")
+    batch_contributions: bool = Field(
+        True, description="compute top contributing features in the batch job (TreeSHAP)"
+    )
+    batch_chunk_rows: int = Field(200_000, gt=0, description="rows scored per batch chunk")
+    alias_poll_seconds: float | None = Field(
+        None, gt=0, description="check the alias this often and swap in a new champion"
+    )
+    max_future_skew_seconds: float = Field(
+        86_400, ge=0, description="posted events later than now + this are rejected"
+    )
+    min_event_time: datetime = Field(
+        datetime(1990, 1, 1, tzinfo=UTC), description="posted events before this are rejected"
+    )
+
+
+@dataclass(frozen=True)
+class ServingPaths:
+    """Where serving reads and writes, all under the application's data directory."""
+
+    lake_dir: Path
+    outputs_dir: Path
+    serving_dir: Path
+    tracking_uri: str | None
+
+    @classmethod
+    def under(cls, data_dir: Path, tracking_uri: str | None) -> ServingPaths:
+        return cls(
+            lake_dir=data_dir / "lake",
+            outputs_dir=data_dir / "outputs",
+            serving_dir=data_dir / "serving",
+            tracking_uri=tracking_uri,
+        )
+
+    @property
+    def sqlite_path(self) -> Path:
+        return self.serving_dir / "scores.sqlite"
+
+    @property
+    def model_cache_dir(self) -> Path:
+        return self.serving_dir / "models"
+
+    @property
+    def scoring_dir(self) -> Path:
+        return self.outputs_dir / "scoring"

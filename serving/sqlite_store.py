@@ -1,0 +1,200 @@
+"""SQLite (WAL) score store: the embedded default, one file under the data directory.
+
+Each published run is a *generation*: tables ``scores_<g>`` (visitor_id, record, history) and
+``events_<g>`` (posted events). The view ``scores`` points at the live generation; publishing
+writes the new tables in several short transactions (readers and real-time writers are not
+blocked), then recreates the view and the ``current`` pointer in one transaction: SQLite DDL
+is transactional, so the switch is atomic. Old and orphaned generations are dropped after.
+
+One connection per thread (FastAPI runs plain ``def`` routes in a thread pool).
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+import polars as pl
+
+from serving.store import PUBLISH_COLUMNS, RunInfo, StoreUnavailable, VisitorState
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value BLOB) WITHOUT ROWID;
+"""
+
+
+def _tables(generation: int) -> tuple[str, str]:
+    return f"scores_{generation}", f"events_{generation}"
+
+
+def _create_generation(db: sqlite3.Connection, generation: int) -> None:
+    scores, events = _tables(generation)
+    db.execute(
+        f"CREATE TABLE IF NOT EXISTS {scores} "
+        "(visitor_id TEXT PRIMARY KEY, record BLOB NOT NULL, history BLOB) WITHOUT ROWID"
+    )
+    db.execute(
+        f"CREATE TABLE IF NOT EXISTS {events} "
+        "(seq INTEGER PRIMARY KEY AUTOINCREMENT, visitor_id TEXT NOT NULL, event BLOB NOT NULL)"
+    )
+    db.execute(f"CREATE INDEX IF NOT EXISTS {events}_visitor ON {events} (visitor_id, seq)")
+
+
+class SqliteScoreStore:
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._local = threading.local()
+        self._all: list[sqlite3.Connection] = []
+        self._lock = threading.Lock()
+
+    @classmethod
+    def open(cls, path: Path) -> SqliteScoreStore:
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            store = cls(path)
+            db = store._db()
+            db.executescript(_SCHEMA)
+            with db:
+                if store._current(db) is None:
+                    _create_generation(db, 0)
+                    store._switch(db, 0)
+        except (OSError, sqlite3.Error) as problem:
+            raise StoreUnavailable(f"SQLite score store {path}: {problem}") from problem
+        return store
+
+    def _db(self) -> sqlite3.Connection:
+        db: sqlite3.Connection | None = getattr(self._local, "db", None)
+        if db is None:
+            db = sqlite3.connect(
+                self.path, timeout=30, isolation_level=None, check_same_thread=False
+            )
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA synchronous=NORMAL")
+            db.execute("PRAGMA busy_timeout=30000")
+            self._local.db = db
+            with self._lock:
+                self._all.append(db)
+        return db
+
+    @staticmethod
+    def _current(db: sqlite3.Connection) -> int | None:
+        row = db.execute("SELECT value FROM meta WHERE key = 'current'").fetchone()
+        return None if row is None else int(row[0])
+
+    @staticmethod
+    def _switch(db: sqlite3.Connection, generation: int) -> None:
+        scores, _ = _tables(generation)
+        db.execute("DROP VIEW IF EXISTS scores")
+        db.execute(f"CREATE VIEW scores AS SELECT * FROM {scores}")
+        db.execute("INSERT OR REPLACE INTO meta VALUES ('current', ?)", (str(generation),))
+
+    def publish(self, run: RunInfo, chunks: Iterable[pl.DataFrame]) -> None:
+        db = self._db()
+        with db:
+            generation = int(
+                db.execute(
+                    "SELECT coalesce(max(CAST(value AS INTEGER)), 0) + 1 FROM meta "
+                    "WHERE key IN ('current', 'last')"
+                ).fetchone()[0]
+            )
+            db.execute("INSERT OR REPLACE INTO meta VALUES ('last', ?)", (str(generation),))
+            _create_generation(db, generation)
+        scores, _ = _tables(generation)
+        for chunk in chunks:
+            rows = chunk.select(PUBLISH_COLUMNS).iter_rows()
+            with db:
+                db.execute("BEGIN")
+                db.executemany(f"INSERT OR REPLACE INTO {scores} VALUES (?, ?, ?)", rows)
+        with db:
+            db.execute("BEGIN IMMEDIATE")
+            self._switch(db, generation)
+            db.execute("INSERT OR REPLACE INTO meta VALUES ('run', ?)", (run.to_json(),))
+        self._drop_other_generations(db, generation)
+
+    def _drop_other_generations(self, db: sqlite3.Connection, keep: int) -> None:
+        names = [
+            r[0]
+            for r in db.execute(
+                "SELECT name FROM sqlite_master WHERE type = 'table' "
+                "AND (name LIKE 'scores\\_%' ESCAPE '\\' OR name LIKE 'events\\_%' ESCAPE '\\')"
+            )
+        ]
+        for name in names:
+            if name.rsplit("_", 1)[1] != str(keep):
+                with db:
+                    db.execute(f"DROP TABLE IF EXISTS {name}")
+
+    def current_run(self) -> RunInfo | None:
+        row = self._db().execute("SELECT value FROM meta WHERE key = 'run'").fetchone()
+        return None if row is None else RunInfo.from_json(row[0])
+
+    def get_record(self, visitor_id: str) -> bytes | None:
+        row = (
+            self._db()
+            .execute("SELECT record FROM scores WHERE visitor_id = ?", (visitor_id,))
+            .fetchone()
+        )
+        return None if row is None else bytes(row[0])
+
+    def get_state(self, visitor_id: str) -> VisitorState:
+        db = self._db()
+        # One read transaction: the record, the batch history and the posted events come
+        # from the same generation.
+        with db:
+            db.execute("BEGIN")
+            generation = self._current(db)
+            _, events = _tables(generation or 0)
+            row = db.execute(
+                "SELECT record, history FROM scores WHERE visitor_id = ?", (visitor_id,)
+            ).fetchone()
+            posted = db.execute(
+                f"SELECT event FROM {events} WHERE visitor_id = ? ORDER BY seq", (visitor_id,)
+            ).fetchall()
+        record, history = (None, None) if row is None else row
+        return VisitorState(
+            record=None if record is None else bytes(record),
+            batch_history=None if history is None else bytes(history),
+            posted_events=[bytes(e[0]) for e in posted],
+        )
+
+    def append_events(self, visitor_id: str, events: Sequence[bytes], keep: int) -> None:
+        db = self._db()
+        with db:
+            db.execute("BEGIN IMMEDIATE")
+            _, table = _tables(self._current(db) or 0)
+            db.executemany(
+                f"INSERT INTO {table} (visitor_id, event) VALUES (?, ?)",
+                [(visitor_id, e) for e in events],
+            )
+            db.execute(
+                f"DELETE FROM {table} WHERE visitor_id = ? AND seq NOT IN "
+                f"(SELECT seq FROM {table} WHERE visitor_id = ? ORDER BY seq DESC LIMIT ?)",
+                (visitor_id, visitor_id, keep),
+            )
+
+    def put_record(self, visitor_id: str, record: bytes) -> None:
+        db = self._db()
+        with db:
+            db.execute("BEGIN IMMEDIATE")
+            scores, _ = _tables(self._current(db) or 0)
+            db.execute(
+                f"INSERT INTO {scores} (visitor_id, record) VALUES (?, ?) "
+                "ON CONFLICT (visitor_id) DO UPDATE SET record = excluded.record",
+                (visitor_id, record),
+            )
+
+    def ping(self) -> bool:
+        try:
+            self._db().execute("SELECT 1").fetchone()
+        except sqlite3.Error:
+            return False
+        return True
+
+    def close(self) -> None:
+        with self._lock:
+            for db in self._all:
+                db.close()
+            self._all.clear()
+        self._local = threading.local()

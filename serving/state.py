@@ -1,0 +1,131 @@
+"""What one API process holds: the loaded model (swappable), the store, and their health.
+
+Loading never raises to the caller: a missing or broken model leaves the process up and
+not ready, with the reason; a failed reload keeps the model being served.
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from features.ingest.validate import ValidationLimits
+from serving.champion import (
+    LoadedModel,
+    ModelUnavailable,
+    alias_version,
+    load_registered_model,
+)
+from serving.intake import EventIntake
+from serving.metrics import ServingMetrics
+from serving.realtime import RealTimeScorer
+from serving.settings import ServingPaths, ServingSettings
+from serving.store import ScoreStore, StoreUnavailable, open_store
+
+log = logging.getLogger(__name__)
+Clock = Callable[[], datetime]
+
+
+@dataclass(frozen=True)
+class Served:
+    """A loaded model with its scorer; replaced whole on reload, never mutated."""
+
+    loaded: LoadedModel
+    scorer: RealTimeScorer
+
+
+@dataclass(frozen=True)
+class ReloadOutcome:
+    reloaded: bool
+    version: str | None
+    previous: str | None
+    message: str
+
+
+class ServingState:
+    def __init__(self, settings: ServingSettings, paths: ServingPaths, clock: Clock) -> None:
+        self.settings = settings
+        self.clock = clock
+        self.intake = EventIntake(self.event_limits)
+        self.paths = paths
+        self.metrics = ServingMetrics()
+        self.served: Served | None = None
+        self.model_problem: str | None = "the model has not been loaded yet"
+        self.store: ScoreStore | None = None
+        self.store_problem: str | None = "the store has not been opened yet"
+        self._reload_lock = threading.Lock()
+        self._keys = [k.get_secret_value().encode() for k in settings.api_keys]
+
+    def event_limits(self) -> ValidationLimits:
+        """Ingestion's time bounds for posted events, as of now."""
+        return ValidationLimits(
+            min_event_time=self.settings.min_event_time,
+            max_event_time=self.clock() + timedelta(seconds=self.settings.max_future_skew_seconds),
+        )
+
+    def open(self) -> None:
+        self.intake.start()
+        try:
+            self.store = open_store(self.settings, self.paths)
+            self.store_problem = None
+        except StoreUnavailable as problem:
+            self.store_problem = str(problem)
+            log.error("score store unavailable: %s", problem)
+        self.reload()
+
+    def _load(self) -> Served:
+        loaded = load_registered_model(
+            self.settings.model_uri,
+            tracking_uri=self.paths.tracking_uri,
+            cache_dir=self.paths.model_cache_dir,
+            predictor=self.settings.predictor,
+        )
+        return Served(loaded, RealTimeScorer(loaded, self.settings))
+
+    def reload(self) -> ReloadOutcome:
+        """Load the model the URI names now; swap it in only when it loaded."""
+        with self._reload_lock:
+            previous = self.served.loaded.info.version if self.served else None
+            try:
+                served = self._load()
+            except (ModelUnavailable, OSError, ValueError) as problem:
+                message = str(problem)
+                if self.served is None:
+                    self.model_problem = message
+                self.metrics.reloads.labels("failed").inc()
+                log.error("model not loaded: %s", message)
+                return ReloadOutcome(False, previous, previous, message)
+            self.served = served
+            self.model_problem = None
+            version = served.loaded.info.version
+            self.metrics.set_model(version)
+            self.metrics.reloads.labels("loaded").inc()
+            log.info("serving %s version %s", served.loaded.info.name, version)
+            return ReloadOutcome(True, version, previous, f"serving version {version}")
+
+    def registered_version(self) -> str | None:
+        """The version the alias points at now (for the alias poll); None when unknown."""
+        return alias_version(self.settings.model_uri, self.paths.tracking_uri)
+
+    def key_is_valid(self, presented: str | None) -> bool:
+        """Constant-time comparison against every configured key."""
+        if presented is None:
+            return False
+        candidate = presented.encode()
+        matched = False
+        for key in self._keys:
+            matched |= hmac.compare_digest(candidate, key)
+        return matched
+
+    @property
+    def has_keys(self) -> bool:
+        return bool(self._keys)
+
+    def close(self) -> None:
+        self.intake.stop()
+        if self.store is not None:
+            self.store.close()

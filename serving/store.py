@@ -1,0 +1,115 @@
+"""The score store: the latest score and decision per visitor, and the recent events that the
+real-time path re-scores from. One small interface, two backends: SQLite (embedded default,
+one machine) and Redis (several API replicas).
+
+Data contract:
+
+- a *record* is the visitor's public answer as JSON bytes (the ``VisitorScore`` shape of
+  ``serving.schemas``), written by the batch job or by a real-time re-score;
+- a *history* is the visitor's events in the feature lookback as the batch saw them (a JSON
+  array, ``serving.history``), plus the events posted to the API since, kept in arrival
+  order, at most ``keep`` per visitor;
+- a *run* (``RunInfo``) describes the batch run whose records are live.
+
+``publish`` replaces everything atomically: a new generation is written beside the live one
+and a pointer flips to it in one step, so readers see the old run or the new one, never a
+mix, and a crash mid-publish leaves the old run live (its leftovers are removed by the next
+publish). Real-time writes go to the live generation.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Protocol
+
+import orjson
+import polars as pl
+
+from serving.settings import ServingPaths, ServingSettings
+
+#: Columns of a frame handed to ``publish``: visitor_id (String), record (Binary JSON),
+#: history (Binary JSON, nullable).
+PUBLISH_COLUMNS = ("visitor_id", "record", "history")
+
+
+@dataclass(frozen=True)
+class RunInfo:
+    """One published batch run: what produced the live records."""
+
+    run_id: str
+    model_version: str
+    as_of: datetime
+    scored_at: datetime
+    visitors: int
+    #: Ascending score quantiles 0.1..0.9 of the run: the deciles of new scores use them.
+    decile_cuts: tuple[float, ...]
+    #: EV at which the ad budget ran out (None: the budget did not bind).
+    ads_ev_floor: float | None
+    extra: dict[str, object] = field(default_factory=dict)
+
+    def to_json(self) -> bytes:
+        return orjson.dumps(self.__dict__)
+
+    @classmethod
+    def from_json(cls, data: bytes | str) -> RunInfo:
+        raw = orjson.loads(data)
+        return cls(
+            run_id=raw["run_id"],
+            model_version=raw["model_version"],
+            as_of=datetime.fromisoformat(raw["as_of"]),
+            scored_at=datetime.fromisoformat(raw["scored_at"]),
+            visitors=int(raw["visitors"]),
+            decile_cuts=tuple(raw["decile_cuts"]),
+            ads_ev_floor=raw["ads_ev_floor"],
+            extra=raw.get("extra", {}),
+        )
+
+
+@dataclass(frozen=True)
+class VisitorState:
+    """What the real-time path needs to re-score one visitor."""
+
+    record: bytes | None
+    batch_history: bytes | None
+    posted_events: Sequence[bytes]
+
+
+class ScoreStore(Protocol):
+    def publish(self, run: RunInfo, chunks: Iterable[pl.DataFrame]) -> None:
+        """Replace every record and history by those of ``chunks``, atomically."""
+        ...
+
+    def current_run(self) -> RunInfo | None: ...
+
+    def get_record(self, visitor_id: str) -> bytes | None:
+        """The visitor's live record (JSON bytes), or None for an unknown visitor."""
+        ...
+
+    def get_state(self, visitor_id: str) -> VisitorState: ...
+
+    def append_events(self, visitor_id: str, events: Sequence[bytes], keep: int) -> None:
+        """Append posted events (JSON bytes each) atomically, keeping the last ``keep``."""
+        ...
+
+    def put_record(self, visitor_id: str, record: bytes) -> None: ...
+
+    def ping(self) -> bool: ...
+
+    def close(self) -> None: ...
+
+
+class StoreUnavailable(RuntimeError):
+    """The store cannot be reached or opened; the message says which and why."""
+
+
+def open_store(settings: ServingSettings, paths: ServingPaths) -> ScoreStore:
+    """The configured backend, opened (SQLite creates its file; Redis is pinged)."""
+    if settings.store == "redis":
+        from serving.redis_store import RedisScoreStore
+
+        return RedisScoreStore.connect(settings.redis_url, prefix=settings.redis_prefix)
+    from serving.sqlite_store import SqliteScoreStore
+
+    return SqliteScoreStore.open(paths.sqlite_path)

@@ -1,0 +1,238 @@
+"""The real API (TestClient, lifespan included) on a real SQLite store and a registered
+model: lookups, auth, event intake, problems instead of 500s, reload, metrics."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+
+from serving.api import create_app
+from serving.batch import score_visitors
+from serving.schemas import EventsResponse, VisitorScore
+from tests.integration.serving_world import API_KEY, World, register_tiny_model, settings, world
+
+KEY = {"X-API-Key": API_KEY}
+
+
+@pytest.fixture(scope="session")
+def shared(tmp_path_factory: pytest.TempPathFactory) -> World:
+    return world(tmp_path_factory)
+
+
+@pytest.fixture(scope="module")
+def scored(shared: World) -> tuple[World, list[str]]:
+    summary = score_visitors(settings(), shared.paths("api"))
+    import polars as pl
+
+    visitors = pl.read_parquet(summary.files["scores"]).get_column("visitor_id").to_list()
+    return shared, visitors
+
+
+@pytest.fixture
+def client(scored: tuple[World, list[str]]) -> Iterator[TestClient]:
+    shared, _ = scored
+    with TestClient(create_app(settings(), shared.paths("api"))) as test_client:
+        yield test_client
+
+
+def _event(**overrides: Any) -> dict[str, Any]:
+    return {
+        "event_time": "2024-02-09T10:00:00Z",
+        "event_name": "add_to_cart",
+        "item_id": "sku-1",
+        "price": 19.9,
+        "quantity": 1,
+        **overrides,
+    }
+
+
+def test_lookup_known_and_unknown(client: TestClient, scored: tuple[World, list[str]]) -> None:
+    visitor = scored[1][0]
+    found = client.get(f"/v1/visitors/{visitor}")
+    assert found.status_code == 200
+    assert VisitorScore.model_validate(found.json()).visitor_id == visitor
+    missing = client.get("/v1/visitors/nobody-at-all")
+    assert missing.status_code == 404
+    assert missing.headers["content-type"].startswith("application/problem+json")
+    assert "nobody-at-all" in missing.json()["detail"]
+
+
+def test_events_rescore_and_are_stored(client: TestClient, scored: tuple[World, list[str]]) -> None:
+    visitor = scored[1][1]
+    body = {
+        "visitor_id": visitor,
+        "events": [_event(), _event(event_name="teleport"), _event(event_time="yesterday")],
+    }
+    answer = client.post("/v1/events", json=body, headers=KEY)
+    assert answer.status_code == 200, answer.text
+    parsed = EventsResponse.model_validate(answer.json())
+    assert parsed.accepted == 1
+    assert [(r.index, r.reason) for r in parsed.rejected] == [
+        (1, "unknown_event_name"),
+        (2, "bad_timestamp"),
+    ]
+    assert parsed.score.source == "real_time"
+    stored = client.get(f"/v1/visitors/{visitor}").json()
+    assert stored["scored_at"] == answer.json()["score"]["scored_at"]
+    again = client.post(
+        "/v1/events",
+        json={"visitor_id": visitor, "events": [_event(event_time="nonsense")]},
+        headers=KEY,
+    )
+    assert again.status_code == 422 and again.json()["errors"][0]["reason"] == "bad_timestamp"
+
+
+def test_write_routes_need_a_valid_key(client: TestClient) -> None:
+    body = {"visitor_id": "v", "events": [_event()]}
+    assert client.post("/v1/events", json=body).status_code == 401
+    assert client.post("/v1/events", json=body, headers={"X-API-Key": "wrong"}).status_code == 401
+    assert client.post("/v1/admin/reload").status_code == 401
+
+
+def test_reads_can_be_closed(scored: tuple[World, list[str]]) -> None:
+    shared, visitors = scored
+    app = create_app(settings(read_requires_key=True), shared.paths("api"))
+    with TestClient(app) as closed:
+        assert closed.get(f"/v1/visitors/{visitors[0]}").status_code == 401
+        assert closed.get(f"/v1/visitors/{visitors[0]}", headers=KEY).status_code == 200
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"visitor_id": "v"},
+        {"visitor_id": "v", "events": [{"event_name": "view_item"}]},
+        {"visitor_id": "v", "events": [_event(colour="red")]},
+        {"visitor_id": "", "events": [_event()]},
+        {"visitor_id": "v" * 300, "events": [_event()]},
+        {"visitor_id": "v", "events": [_event(price="free", quantity=-1)]},
+        {"visitor_id": "v", "events": [_event(event_time=10**30)]},
+        {"visitor_id": "v", "events": [_event(visitor_id="someone-else")]},
+        {"visitor_id": "v", "events": [_event()], "as_of": "2024-01-01T00:00:00"},
+        [1, 2, 3],
+    ],
+)
+def test_bad_input_is_a_4xx_with_a_message(client: TestClient, body: Any) -> None:
+    for path in ("/v1/events", "/v1/score"):
+        answer = client.post(path, json=body, headers=KEY)
+        assert 400 <= answer.status_code < 500, (path, body, answer.text)
+        assert answer.json()["detail"]
+
+
+def test_posting_no_events_is_422(client: TestClient) -> None:
+    answer = client.post("/v1/events", json={"visitor_id": "v", "events": []}, headers=KEY)
+    assert answer.status_code == 422
+
+
+def test_too_many_events_is_413(client: TestClient) -> None:
+    body = {"visitor_id": "v", "events": [_event()] * 501}
+    assert client.post("/v1/events", json=body, headers=KEY).status_code == 413
+
+
+def test_score_from_features(client: TestClient) -> None:
+    features = {name: 1.0 for name in client.get("/v1/model").json()["feature_names"]}
+    answer = client.post(
+        "/v1/score",
+        json={
+            "visitor_id": "w",
+            "features": features,
+            "contactability": {"email_status": "subscribed"},
+        },
+    )
+    assert answer.status_code == 200
+    assert answer.json()["email_status"] == "subscribed"
+    wrong = client.post("/v1/score", json={"visitor_id": "w", "features": {"n_events": 1}})
+    assert wrong.status_code == 422 and "missing" in wrong.json()["detail"]
+
+
+def test_without_a_model_the_app_starts_but_is_not_ready(shared: World) -> None:
+    app = create_app(settings(model_uri="models:/absent@champion"), shared.paths("no-model"))
+    with TestClient(app) as bare:
+        assert bare.get("/healthz").status_code == 200
+        ready = bare.get("/readyz")
+        assert ready.status_code == 503 and "absent" in ready.json()["reason"]
+        scoring = bare.post("/v1/score", json={"visitor_id": "v", "events": [_event()]})
+        assert scoring.status_code == 503 and "absent" in scoring.json()["detail"]
+        assert bare.get("/v1/model").status_code == 503
+
+
+def test_reload_swaps_and_a_failed_reload_keeps_the_old_model(shared: World) -> None:
+    from mlflow import MlflowClient
+
+    name = "reload-test"
+    register_tiny_model(shared.tracking_uri, shared.root / "artifacts", name=name, seed=1)
+    app = create_app(settings(model_uri=f"models:/{name}@champion"), shared.paths("reload"))
+    with TestClient(app) as live:
+        assert live.get("/v1/model").json()["version"] == "1"
+        register_tiny_model(shared.tracking_uri, shared.root / "artifacts", name=name, seed=2)
+        swapped = live.post("/v1/admin/reload", headers=KEY)
+        assert swapped.status_code == 200 and swapped.json()["model_version"] == "2"
+        MlflowClient(shared.tracking_uri).delete_registered_model_alias(name, "champion")
+        failed = live.post("/v1/admin/reload", headers=KEY)
+        assert failed.status_code == 503 and "still serving version 2" in failed.json()["detail"]
+        assert live.get("/v1/model").json()["version"] == "2"
+        assert live.get("/readyz").status_code == 200
+
+
+def test_alias_poll_swaps_in_a_new_champion(shared: World) -> None:
+    import time
+
+    name = "poll-test"
+    register_tiny_model(shared.tracking_uri, shared.root / "artifacts", name=name, seed=3)
+    polled = settings(model_uri=f"models:/{name}@champion", alias_poll_seconds=0.2)
+    with TestClient(create_app(polled, shared.paths("poll"))) as live:
+        assert live.get("/v1/model").json()["version"] == "1"
+        register_tiny_model(shared.tracking_uri, shared.root / "artifacts", name=name, seed=4)
+        deadline = time.monotonic() + 30
+        while live.get("/v1/model").json()["version"] != "2":
+            assert time.monotonic() < deadline, "the alias poll did not reload"
+            time.sleep(0.2)
+
+
+def test_openapi_documents_the_routes(client: TestClient) -> None:
+    spec = client.get("/openapi.json").json()
+    assert {
+        "/v1/visitors/{visitor_id}",
+        "/v1/score",
+        "/v1/events",
+        "/v1/model",
+        "/readyz",
+        "/v1/admin/reload",
+    } <= set(spec["paths"])
+    assert client.get("/docs").status_code == 200
+
+
+def test_metrics(client: TestClient, scored: tuple[World, list[str]]) -> None:
+    client.get(f"/v1/visitors/{scored[1][0]}")
+    text = client.get("/metrics").text
+    assert 'propensity_requests_total{method="GET",route="/v1/visitors/{visitor_id}"' in text
+    assert 'propensity_model_info{version="1"} 1.0' in text
+    assert "propensity_request_seconds_bucket" in text
+
+
+def test_redis_backend_end_to_end(shared: World, tmp_path: Any) -> None:
+    from tests.integration.serving_redis import redis_server
+
+    with redis_server(tmp_path) as url:
+        redis_settings = settings(store="redis", redis_url=url)
+        paths = shared.paths("redis")
+        summary = score_visitors(redis_settings, paths)
+        with TestClient(create_app(redis_settings, paths)) as live:
+            assert live.get("/readyz").status_code == 200
+            visitor = summary.files and live.get("/v1/model").json()["last_run"]["run_id"]
+            assert visitor == summary.run_id
+            import polars as pl
+
+            first = pl.read_parquet(summary.files["scores"]).row(0, named=True)
+            found = live.get(f"/v1/visitors/{first['visitor_id']}").json()
+            assert found["score"] == first["score"]
+            posted = live.post(
+                "/v1/events",
+                headers=KEY,
+                json={"visitor_id": first["visitor_id"], "events": [_event()]},
+            )
+            assert posted.status_code == 200
+            assert live.get(f"/v1/visitors/{first['visitor_id']}").json()["source"] == "real_time"

@@ -1,0 +1,104 @@
+"""Both score stores against the real thing: SQLite in tmp_path and a real redis-server."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import polars as pl
+import pytest
+
+from serving.redis_store import RedisScoreStore
+from serving.sqlite_store import SqliteScoreStore
+from serving.store import RunInfo, ScoreStore
+from tests.integration.serving_redis import redis_server
+
+AS_OF = datetime(2026, 1, 1, tzinfo=UTC)
+
+
+def _run(run_id: str, visitors: int) -> RunInfo:
+    return RunInfo(
+        run_id=run_id,
+        model_version="1",
+        as_of=AS_OF,
+        scored_at=AS_OF,
+        visitors=visitors,
+        decile_cuts=(0.1,) * 9,
+        ads_ev_floor=None,
+    )
+
+
+def _chunk(ids: list[str], tag: str) -> pl.DataFrame:
+    return pl.DataFrame(
+        {
+            "visitor_id": ids,
+            "record": [f'{{"v":"{v}","t":"{tag}"}}'.encode() for v in ids],
+            "history": [b"[]" for _ in ids],
+        },
+        schema={"visitor_id": pl.String, "record": pl.Binary, "history": pl.Binary},
+    )
+
+
+@pytest.fixture(params=["sqlite", "redis"])
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[ScoreStore]:
+    if request.param == "sqlite":
+        sqlite = SqliteScoreStore.open(tmp_path / "scores.sqlite")
+        yield sqlite
+        sqlite.close()
+        return
+    with redis_server(tmp_path) as url:
+        redis = RedisScoreStore.connect(url, prefix="test")
+        yield redis
+        redis.close()
+
+
+def test_publish_then_read(store: ScoreStore) -> None:
+    assert store.current_run() is None and store.get_record("a") is None
+    store.publish(_run("r1", 3), [_chunk(["a", "b"], "1"), _chunk(["c"], "1")])
+    assert store.get_record("a") == b'{"v":"a","t":"1"}'
+    assert store.current_run() == _run("r1", 3)
+    state = store.get_state("c")
+    assert state.batch_history == b"[]" and list(state.posted_events) == []
+
+
+def test_a_new_run_replaces_the_old_one_whole(store: ScoreStore) -> None:
+    store.publish(_run("r1", 2), [_chunk(["a", "b"], "1")])
+    store.append_events("a", [b"e1"], keep=10)
+    store.publish(_run("r2", 1), [_chunk(["b"], "2")])
+    assert store.get_record("a") is None
+    assert store.get_record("b") == b'{"v":"b","t":"2"}'
+    assert list(store.get_state("a").posted_events) == []
+
+
+def test_a_crash_mid_publish_leaves_the_previous_run(store: ScoreStore) -> None:
+    store.publish(_run("r1", 1), [_chunk(["a"], "1")])
+
+    def crashing() -> Iterator[pl.DataFrame]:
+        yield _chunk(["a", "b"], "2")
+        raise RuntimeError("killed mid-run")
+
+    with pytest.raises(RuntimeError):
+        store.publish(_run("r2", 2), crashing())
+    assert store.get_record("a") == b'{"v":"a","t":"1"}'
+    assert store.get_record("b") is None
+    assert store.current_run() == _run("r1", 1)
+    store.publish(_run("r3", 1), [_chunk(["c"], "3")])
+    assert store.get_record("c") is not None and store.get_record("a") is None
+
+
+def test_posted_events_are_appended_and_bounded(store: ScoreStore) -> None:
+    store.publish(_run("r1", 1), [_chunk(["a"], "1")])
+    store.append_events("a", [b"1", b"2"], keep=3)
+    store.append_events("a", [b"3", b"4"], keep=3)
+    assert list(store.get_state("a").posted_events) == [b"2", b"3", b"4"]
+    store.put_record("new", b'{"v":"new"}')
+    assert store.get_record("new") == b'{"v":"new"}'
+    assert store.ping()
+
+
+def test_real_time_writes_work_before_any_batch_run(store: ScoreStore) -> None:
+    store.append_events("x", [b"1"], keep=5)
+    store.put_record("x", b"{}")
+    state = store.get_state("x")
+    assert state.record == b"{}" and list(state.posted_events) == [b"1"]

@@ -1,0 +1,87 @@
+"""Behaviour of trained models: business-fact monotonicity, out-of-time calibration, and how
+close the chosen model gets to the known true propensity."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from tests.model.synthetic_snapshots import FEATURES, WEEK, snapshot_stack
+from training.pipeline import Outcome, fit_and_evaluate
+from training.scoring import Scorer
+from training.settings import TrainingSettings
+
+# One worker: the tests share one trained model.
+pytestmark = pytest.mark.xdist_group("training_behaviour")
+BASE = TrainingSettings(
+    n_estimators=150,
+    num_threads=1,
+    candidates=("lightgbm",),
+    monotone_constraints={"n_add_to_cart_7d": 1},
+)
+
+
+@pytest.fixture(scope="module")
+def trained() -> Outcome:
+    snapshots = snapshot_stack(visitors=2000, cutoffs=4, seed=1)
+    return fit_and_evaluate(
+        snapshots,
+        FEATURES,
+        BASE,
+        horizon=WEEK,
+        reference=snapshots.select("visitor_id", "as_of", "p_true"),
+    )
+
+
+def test_more_add_to_carts_never_lowers_the_score(trained: Outcome) -> None:
+    scorer = Scorer.from_parts(trained.chosen.scoring_spec(), trained.chosen.booster_text)
+    rows = trained.split.test.features[:300]
+    column = FEATURES.index("n_add_to_cart_7d")
+    previous = None
+    for carts in range(0, 12):
+        changed = rows.copy()
+        changed[:, column] = carts
+        probability = scorer.probability(changed)
+        if previous is not None:
+            assert np.all(probability >= previous - 1e-12)
+        previous = probability
+
+
+def test_chosen_model_reaches_most_of_the_true_propensity_auc(trained: Outcome) -> None:
+    reference = trained.lineage["reference"]
+    assert reference["fraction_of_true_auc"] > 0.9
+    assert (
+        trained.table["lightgbm"]["test"]["roc_auc"]
+        > trained.table["rule"]["test"]["roc_auc"] - 0.02
+    )
+
+
+@pytest.mark.parametrize("method", ["sigmoid", "isotonic"])
+def test_calibration_holds_under_drift(method: str) -> None:
+    """Activity grows each week, so the test week differs from validation; calibrated
+    probabilities must stay near the observed rate and never collapse to 0 (the isotonic
+    out-of-range guard itself: ``tests/unit/test_training_calibration.py``)."""
+    snapshots = snapshot_stack(visitors=2000, cutoffs=4, seed=2, shift=0.6)
+    settings = BASE.model_copy(update={"calibration": method})
+    outcome = fit_and_evaluate(snapshots, FEATURES, settings, horizon=WEEK)
+    chosen = outcome.chosen
+    probability = chosen.probability("test")
+    assert np.all(probability > 0)
+    test = outcome.table[chosen.name]["test"]
+    assert abs(np.mean(probability) - test["positive_rate"]) < 0.5 * test["positive_rate"]
+    uncalibrated = outcome.table[chosen.name]["test_uncalibrated"]
+    assert test["log_loss"] < uncalibrated["log_loss"] + 0.02
+
+
+def test_logistic_against_a_business_direction_is_not_eligible() -> None:
+    snapshots = snapshot_stack(visitors=1500, cutoffs=4, seed=3)
+    # Claim, wrongly, that more sessions never raise the score: the fitted logistic
+    # coefficient is positive, so the model may be reported but never chosen.
+    settings = BASE.model_copy(
+        update={"candidates": ("lightgbm", "logistic"), "monotone_constraints": {"n_sessions": -1}}
+    )
+    outcome = fit_and_evaluate(snapshots, FEATURES, settings, horizon=WEEK)
+    logistic = next(c for c in outcome.candidates if c.name == "logistic")
+    assert not logistic.eligible and "n_sessions" in logistic.info["ineligible"]
+    assert outcome.chosen.name == "lightgbm"
+    assert "logistic" in outcome.table

@@ -1,0 +1,113 @@
+"""Properties of the batch (Polars) and online feature paths over random event histories."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+import numpy as np
+import polars as pl
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from features.batch import build_features, collect
+from features.definitions import FEATURE_COLUMNS, FeatureConfig
+from features.engines import load_events
+from features.labels import build_labels
+from features.online import OnlineFeatureEvaluator
+from features.testing import AS_OF, assert_features_close, event_lists, events, to_frame
+
+SETTINGS = settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+_DAY_S = 86_400
+
+
+def polars_features(
+    rows: list[dict[str, Any]], config: FeatureConfig | None = None
+) -> pl.DataFrame:
+    return collect(build_features(to_frame(rows), AS_OF, engine="polars", config=config))
+
+
+def online_features(
+    rows: list[dict[str, Any]], config: FeatureConfig | None = None
+) -> pl.DataFrame:
+    """Online vectors of the visitors the batch path would output (active in the window)."""
+    evaluator = OnlineFeatureEvaluator(config)
+    by_visitor: dict[str, list[dict[str, Any]]] = {}
+    for row in rows:
+        by_visitor.setdefault(row["visitor_id"], []).append(row)
+    records = []
+    for visitor, history in sorted(by_visitor.items()):
+        vector = evaluator.vector(history, AS_OF)
+        if vector[FEATURE_COLUMNS.index("n_events")] > 0:
+            records.append(
+                {"visitor_id": visitor, **dict(zip(FEATURE_COLUMNS, vector, strict=True))}
+            )
+    frame = pl.DataFrame(
+        records, schema={"visitor_id": pl.String, **dict.fromkeys(FEATURE_COLUMNS, pl.Float64)}
+    )
+    batch_dtypes = polars_features([]).schema
+    return frame.with_columns(
+        pl.col(c).fill_nan(None).cast(batch_dtypes[c]) for c in FEATURE_COLUMNS
+    )
+
+
+@SETTINGS
+@given(history=event_lists(), later=event_lists(min_size=1, max_size=10, min_offset_s=0))
+def test_events_at_or_after_as_of_never_change_features(
+    history: list[dict[str, Any]], later: list[dict[str, Any]]
+) -> None:
+    assert_features_close(polars_features(history + later), polars_features(history))
+
+
+@SETTINGS
+@given(history=event_lists())
+def test_online_path_equals_batch_path(history: list[dict[str, Any]]) -> None:
+    assert_features_close(online_features(history), polars_features(history))
+
+
+@SETTINGS
+@given(history=event_lists(), timeout_min=st.integers(1, 90), offset_h=st.integers(-12, 14))
+def test_online_equals_batch_under_any_config(
+    history: list[dict[str, Any]], timeout_min: int, offset_h: int
+) -> None:
+    config = FeatureConfig(
+        lookback=timedelta(days=8),
+        session_timeout=timedelta(minutes=timeout_min),
+        local_time_offset=timedelta(hours=offset_h),
+    )
+    assert_features_close(online_features(history, config), polars_features(history, config))
+
+
+def _labels(rows: list[dict[str, Any]], gap: timedelta, horizon: timedelta) -> dict[str, int]:
+    events_frame = load_events(to_frame(rows), engine="polars")
+    labels = build_labels(events_frame, AS_OF, gap=gap, horizon=horizon).to_native().collect()
+    return dict(zip(labels["visitor_id"], labels["label"], strict=True))
+
+
+@SETTINGS
+@given(
+    inside=event_lists(min_offset_s=-2 * _DAY_S, max_offset_s=12 * _DAY_S),
+    outside=st.lists(
+        st.one_of(events(max_offset_s=_DAY_S), events(min_offset_s=_DAY_S + 3 * _DAY_S)),
+        max_size=20,
+    ),
+)
+def test_labels_use_only_events_inside_the_label_window(
+    inside: list[dict[str, Any]], outside: list[dict[str, Any]]
+) -> None:
+    gap, horizon = timedelta(days=1), timedelta(days=3)
+    lo, hi = AS_OF + gap, AS_OF + gap + horizon
+    in_window = [e for e in inside if lo < e["event_time"] <= hi]
+    out_window = [e for e in inside + outside if not lo < e["event_time"] <= hi]
+    assert _labels(in_window + out_window, gap, horizon) == _labels(in_window, gap, horizon)
+
+
+@SETTINGS
+@given(history=event_lists(max_size=25))
+def test_feature_columns_and_dtypes_are_stable(history: list[dict[str, Any]]) -> None:
+    features = polars_features(history)
+    assert features.columns == ["visitor_id", "as_of", *FEATURE_COLUMNS]
+    counts = {c: dtype for c, dtype in features.schema.items() if dtype == pl.Int64}
+    assert all(features[c].null_count() == 0 for c in counts)
+    assert (features["n_events"] > 0).all()
+    assert np.isfinite(features.select(list(counts)).to_numpy()).all()

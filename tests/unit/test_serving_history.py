@@ -1,0 +1,49 @@
+"""Stored histories: posted events encode like batch histories; reading merges, drops exact
+duplicates, orders by time and keeps the latest."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import orjson
+import polars as pl
+
+from features.events.schema import conform_events
+from serving.history import batch_histories, encode_events, read_history
+
+AS_OF = datetime(2024, 3, 1, tzinfo=UTC)
+
+
+def _events() -> pl.DataFrame:
+    return pl.DataFrame(
+        {
+            "visitor_id": ["a", "a", "a", "b"],
+            "event_time": [AS_OF - timedelta(days=d) for d in (2, 1, 40, 1)],
+            "event_name": ["view_item", "purchase", "page_view", "add_to_cart"],
+            "item_id": ["i1", None, None, "i2"],
+            "price": [9.99, None, None, 0.1 + 0.2],
+            "quantity": [1, None, None, 3],
+            "revenue": [None, 12.5, None, None],
+            "transaction_id": [None, "t1", None, None],
+            "session_id": ["s1", "s1", None, None],
+        }
+    ).pipe(conform_events)
+
+
+def test_posted_events_encode_like_batch_histories() -> None:
+    events = _events()
+    batch = batch_histories(events.lazy(), AS_OF, timedelta(days=30), keep=10).collect()
+    a = orjson.loads(batch.filter(pl.col("visitor_id") == "a")["history"][0])
+    posted = [orjson.loads(e) for e in encode_events(events.filter(pl.col("visitor_id") == "a"))]
+    assert a == sorted(posted[:2], key=lambda e: e["event_time"])  # the 40-day-old one is out
+
+
+def test_read_history_merges_dedupes_and_bounds() -> None:
+    events = _events().filter(pl.col("visitor_id") == "a")
+    encoded = encode_events(events)
+    batch = b"[" + b",".join(encoded[:2]) + b"]"
+    merged = read_history(batch, [encoded[0], encoded[2]], keep=10)
+    assert len(merged) == 3
+    assert [e["event_time"] for e in merged] == sorted(e["event_time"] for e in merged)
+    assert len(read_history(batch, [encoded[2]], keep=2)) == 2
+    assert read_history(None, [], keep=5) == []

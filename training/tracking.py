@@ -1,0 +1,130 @@
+"""The MLflow edge: where runs go, and logging one training run with its single model.
+
+Default store: SQLite at ``<data_dir>/mlflow/mlflow.db`` with artifacts under
+``<data_dir>/mlflow/artifacts``; ``MLFLOW_TRACKING_URI`` in the environment overrides it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import cloudpickle
+import mlflow
+import numpy as np
+import pandas as pd
+from mlflow.models import infer_signature
+from mlflow.tracking import MlflowClient
+
+import training.pyfunc
+import training.scoring
+from training.pyfunc import BOOSTER_ARTIFACT, SPEC_ARTIFACT, PropensityModel
+from training.scoring import BOOSTER_FILE, SPEC_FILE, Scorer
+
+MODEL_NAME = "propensity"
+EXPERIMENT = "propensity"
+
+
+@dataclass(frozen=True)
+class Store:
+    tracking_uri: str
+    artifact_location: str | None  # None: the server decides (an overriding URI)
+
+
+def resolve_store(data_dir: Path, environ: Mapping[str, str] | None = None) -> Store:
+    """The embedded default under ``data_dir``, unless ``MLFLOW_TRACKING_URI`` is set."""
+    env = os.environ if environ is None else environ
+    if env.get("MLFLOW_TRACKING_URI"):
+        return Store(env["MLFLOW_TRACKING_URI"], None)
+    root = (data_dir / "mlflow").resolve()
+    root.mkdir(parents=True, exist_ok=True)
+    return Store(f"sqlite:///{root / 'mlflow.db'}", (root / "artifacts").as_uri())
+
+
+def client_for(store: Store) -> MlflowClient:
+    mlflow.set_tracking_uri(store.tracking_uri)
+    mlflow.set_registry_uri(store.tracking_uri)
+    return MlflowClient(store.tracking_uri, store.tracking_uri)
+
+
+def experiment_id(client: MlflowClient, store: Store, name: str = EXPERIMENT) -> str:
+    existing = client.get_experiment_by_name(name)
+    if existing is not None:
+        return str(existing.experiment_id)
+    return str(client.create_experiment(name, artifact_location=store.artifact_location))
+
+
+@contextmanager
+def pickled_by_value() -> Iterator[None]:
+    """Pickle the pyfunc and scoring code into the model, so loading needs no project code."""
+    modules = (training.scoring, training.pyfunc)
+    for module in modules:
+        cloudpickle.register_pickle_by_value(module)
+    try:
+        yield
+    finally:
+        for module in modules:
+            cloudpickle.unregister_pickle_by_value(module)
+
+
+def log_scoring_model(
+    spec: Mapping[str, Any],
+    booster_text: str | None,
+    example: pd.DataFrame,
+    registered_model_name: str | None,
+) -> Any:
+    """Log the one model artifact in the active run; returns MLflow's ``ModelInfo``.
+
+    Its artifacts hold ``scoring.json`` (feature order, calibrator, model parameters) and,
+    for LightGBM, ``booster.txt``: serving can score from these two files alone.
+    """
+    with tempfile.TemporaryDirectory() as folder:
+        spec_path = Path(folder) / SPEC_FILE
+        spec_path.write_text(json.dumps(spec, indent=1))
+        artifacts = {SPEC_ARTIFACT: str(spec_path)}
+        if booster_text is not None:
+            (Path(folder) / BOOSTER_FILE).write_text(booster_text)
+            artifacts[BOOSTER_ARTIFACT] = str(Path(folder) / BOOSTER_FILE)
+        scorer = Scorer.from_parts(dict(spec), booster_text)
+        probability = scorer.probability(example[scorer.feature_columns].to_numpy(np.float64))
+        signature = infer_signature(example, probability)
+        with pickled_by_value():
+            return mlflow.pyfunc.log_model(
+                name="model",
+                python_model=PropensityModel(),
+                artifacts=artifacts,
+                signature=signature,
+                input_example=example,
+                registered_model_name=registered_model_name,
+                pip_requirements=_requirements(),
+            )
+
+
+def _requirements() -> list[str]:
+    from importlib.metadata import version
+
+    return [
+        f"{name}=={version(name)}"
+        for name in ("mlflow", "numpy", "pandas", "lightgbm", "cloudpickle")
+    ]
+
+
+def log_json(payload: Any, name: str) -> None:
+    mlflow.log_dict(json.loads(json.dumps(payload, default=str)), name)
+
+
+def flat_metrics(table: Mapping[str, Mapping[str, Any]]) -> dict[str, float]:
+    """``model.part.metric`` -> value for MLflow (NaN dropped; MLflow rejects it in SQL)."""
+    flat = {}
+    for model, parts in table.items():
+        for part in ("validation", "test"):
+            for key, value in parts[part].items():
+                if value == value:
+                    flat[f"{model}.{part}.{key}"] = float(value)
+    return flat
