@@ -22,8 +22,6 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
-import subprocess
-import sys
 import tempfile
 import time
 from dataclasses import replace
@@ -31,7 +29,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import psutil
+from benchmarks.measure import run_step
 
 SIM_DAYS = 30
 AS_OF = datetime(2024, 1, 1, tzinfo=UTC) + timedelta(days=SIM_DAYS)  # simulator's default start
@@ -130,21 +128,7 @@ def run_online(lake: Path, visitors: int = 2000) -> dict[str, Any]:
 
 def child(step: str, *args: str) -> dict[str, Any]:
     """Run one step in a fresh interpreter; its result plus the tree's peak RSS in MB."""
-    command = [sys.executable, "-m", "benchmarks.features", "--step", step, *args]
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
-    parent, peak = psutil.Process(process.pid), 0
-    while process.poll() is None:
-        try:
-            tree = [parent, *parent.children(recursive=True)]
-            peak = max(peak, sum(p.memory_info().rss for p in tree))
-        except psutil.Error:
-            pass
-        time.sleep(0.02)
-    output = process.stdout.read() if process.stdout else ""
-    if process.returncode:
-        raise RuntimeError(f"step {step} failed with exit code {process.returncode}")
-    result: dict[str, Any] = json.loads(output.strip().splitlines()[-1])
-    return {**result, "peak_mb": peak / 2**20}
+    return run_step("benchmarks.features", step, *args)
 
 
 def check_same_features(polars_dir: Path, pandas_dir: Path) -> str:
