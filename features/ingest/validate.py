@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from functools import lru_cache
 
 import polars as pl
 import pyarrow as pa
@@ -30,6 +31,9 @@ _ISO_FORMATS_WITH_OFFSET = ("%Y-%m-%dT%H:%M:%S%.f%z", "%Y-%m-%d %H:%M:%S%.f%z")
 _ISO_FORMATS_ZULU = ("%Y-%m-%dT%H:%M:%S%.fZ", "%Y-%m-%d %H:%M:%S%.fZ")
 _ISO_FORMATS_LOCAL = ("%Y-%m-%dT%H:%M:%S%.f", "%Y-%m-%d %H:%M:%S%.f", "%Y-%m-%d")
 _FAST_TIME = "_event_time_arrow"
+_MIN_TIME, _MAX_TIME = "_min_event_time", "_max_event_time"
+_LIMITS = (_MIN_TIME, _MAX_TIME)
+_SMALL_BATCH_ROWS = 10_000
 _UNIX_TO_US = {"unix_s": 1_000_000, "unix_ms": 1_000, "unix_us": 1}
 
 
@@ -115,26 +119,22 @@ def _with_fast_iso_times(records: pl.DataFrame, mapping: SourceMapping) -> pl.Da
     return records.with_columns(pl.Series(_FAST_TIME, parsed, dtype=TIME_DTYPE).rechunk())
 
 
-def _time_dtype(records: pl.DataFrame, mapping: SourceMapping) -> pl.DataType:
+def _time_dtype(schema: pl.Schema, mapping: SourceMapping) -> pl.DataType:
     column = mapping.columns.get("event_time")
-    return records.schema[column] if column is not None else pl.String()
+    return schema[column] if column is not None else pl.String()
 
 
 def _number(raw: pl.Expr) -> pl.Expr:
     return raw.cast(pl.Float64, strict=False)
 
 
-def _stage(records: pl.DataFrame, mapping: SourceMapping) -> pl.DataFrame:
+def _staging_exprs(schema: pl.Schema, mapping: SourceMapping) -> list[pl.Expr]:
     """Canonical candidate columns plus the raw text needed to explain a rejection."""
-    return records.select(_staging_exprs(records, mapping))
-
-
-def _staging_exprs(records: pl.DataFrame, mapping: SourceMapping) -> list[pl.Expr]:
     raw = {field: _source(mapping, field) for field in EVENT_SCHEMA if field != "source"}
     event_time = (
         pl.col(_FAST_TIME)
-        if _FAST_TIME in records.columns
-        else parse_event_time(raw["event_time"], _time_dtype(records, mapping), mapping.time)
+        if _FAST_TIME in schema
+        else parse_event_time(raw["event_time"], _time_dtype(schema, mapping), mapping.time)
     )
     strings = {}
     for field in STRING_FIELDS:
@@ -159,8 +159,8 @@ def _staging_exprs(records: pl.DataFrame, mapping: SourceMapping) -> list[pl.Exp
     if mapping.derive_revenue and "revenue" not in mapping.columns:
         is_order = event_name.is_in([EventName.PURCHASE.value, EventName.REFUND.value])
         revenue = pl.when(is_order).then((price * quantity).abs())
-    src_columns = [c for c in records.columns if c not in (LINE_COLUMN, RAW_COLUMN, _FAST_TIME)]
-    original = pl.col(RAW_COLUMN) if RAW_COLUMN in records.columns else pl.struct(src_columns)
+    src_columns = [c for c in schema if c not in (LINE_COLUMN, RAW_COLUMN, _FAST_TIME, *_LIMITS)]
+    original = pl.col(RAW_COLUMN) if RAW_COLUMN in schema else pl.struct(src_columns)
     return [
         pl.col(LINE_COLUMN).cast(pl.Int64),
         *(expr.alias(field) for field, expr in strings.items()),
@@ -175,6 +175,7 @@ def _staging_exprs(records: pl.DataFrame, mapping: SourceMapping) -> list[pl.Exp
         _as_text(raw["quantity"]).alias("_raw_quantity"),
         _as_text(raw["revenue"]).alias("_raw_revenue"),
         original.alias("_original"),
+        *(pl.col(name) for name in _LIMITS),
     ]
 
 
@@ -184,7 +185,7 @@ def _bad_number(field: str) -> pl.Expr:
     return unparsed | value.is_nan() | value.is_infinite()
 
 
-def _rules(limits: ValidationLimits) -> list[tuple[str, pl.Expr, str]]:
+def _rules() -> list[tuple[str, pl.Expr, str]]:
     """(reason, condition, offending field) in priority order: first match wins."""
     visitor = pl.col("visitor_id")
     quantity = pl.col("_quantity_float")
@@ -197,8 +198,8 @@ def _rules(limits: ValidationLimits) -> list[tuple[str, pl.Expr, str]]:
         ),
         ("missing_timestamp", pl.col("_raw_event_time").is_null(), "event_time"),
         ("bad_timestamp", pl.col("event_time").is_null(), "_raw_event_time"),
-        ("timestamp_too_old", pl.col("event_time") < limits.min_event_time, "event_time"),
-        ("timestamp_in_future", pl.col("event_time") > limits.max_event_time, "event_time"),
+        ("timestamp_too_old", pl.col("event_time") < pl.col(_MIN_TIME), "event_time"),
+        ("timestamp_in_future", pl.col("event_time") > pl.col(_MAX_TIME), "event_time"),
         ("missing_event_name", pl.col("_raw_event_name").is_null(), "event_name"),
         ("unknown_event_name", ~pl.col("event_name").is_in(EVENT_NAMES), "_raw_event_name"),
         ("bad_price", _bad_number("price"), "_raw_price"),
@@ -225,39 +226,76 @@ def _offending_value(column: str) -> pl.Expr:
     return pl.concat_str(label, pl.col(column).cast(pl.String), ignore_nulls=True)
 
 
+@dataclass(frozen=True)
+class _Plan:
+    """The expressions of one (mapping, source schema): built once, reused for every batch."""
+
+    stage: list[pl.Expr]
+    reason: pl.Expr
+    detail: pl.Expr
+    accepted: list[pl.Expr]
+
+
+@lru_cache(maxsize=64)
+def _plan(mapping_json: str, schema_items: tuple[tuple[str, pl.DataType], ...]) -> _Plan:
+    # Building the expression trees costs milliseconds: too much per API request.
+    mapping = SourceMapping.model_validate_json(mapping_json)
+    schema = pl.Schema([*schema_items, (_MIN_TIME, TIME_DTYPE), (_MAX_TIME, TIME_DTYPE)])
+    rules = _rules()
+    accepted = [
+        pl.col("_quantity_float").cast(pl.Int64).alias("quantity"),
+        pl.lit(mapping.name).alias("source"),
+    ]
+    if mapping.synthesize_transaction_id:
+        accepted.append(_synthesized_transaction(mapping.name))
+    return _Plan(
+        stage=_staging_exprs(schema, mapping),
+        reason=_first_match([(cond, pl.lit(r)) for r, cond, _ in rules]).alias("_reason"),
+        detail=_first_match(
+            [(pl.col("_reason") == r, _offending_value(field)) for r, _, field in rules]
+        ).alias("detail"),
+        accepted=accepted,
+    )
+
+
+def _optimizations(rows: int) -> pl.QueryOptFlags:
+    """Skip query optimisation for the small batches of the API: planning would dominate."""
+    return pl.QueryOptFlags.none() if rows < _SMALL_BATCH_ROWS else pl.QueryOptFlags()
+
+
 def validate_batch(
     records: pl.DataFrame, mapping: SourceMapping, limits: ValidationLimits
 ) -> ValidatedBatch:
     """Map ``records`` (see ``RawBatch``) to canonical events; quarantine invalid rows."""
-    staged = _stage(_with_fast_iso_times(records, mapping), mapping)
-    rules = _rules(limits)
-    reason = _first_match([(cond, pl.lit(r)) for r, cond, _ in rules])
-    staged = staged.with_columns(reason.alias("_reason"))
+    records = _with_fast_iso_times(records, mapping)
+    plan = _plan(mapping.model_dump_json(), tuple(records.schema.items()))
+    staged = (
+        records.lazy()
+        .with_columns(
+            pl.lit(limits.min_event_time, dtype=TIME_DTYPE).alias(_MIN_TIME),
+            pl.lit(limits.max_event_time, dtype=TIME_DTYPE).alias(_MAX_TIME),
+        )
+        .select(plan.stage)
+        .with_columns(plan.reason)
+        .collect(optimizations=_optimizations(records.height))
+    )
     ok = pl.col("_reason").is_null()
-    accepted = staged.filter(ok).with_columns(
-        pl.col("_quantity_float").cast(pl.Int64).alias("quantity"),
-        pl.lit(mapping.name).alias("source"),
-    )
-    if mapping.synthesize_transaction_id:
-        accepted = accepted.with_columns(_synthesized_transaction(mapping.name))
+    accepted = staged.filter(ok).with_columns(plan.accepted)
+    accepted = accepted.select(pl.col(c).cast(t) for c, t in EVENT_SCHEMA.items())
+    if accepted.height == staged.height:
+        return ValidatedBatch(accepted, pl.DataFrame(schema=QUARANTINE_SCHEMA))
     # Built only for the (usually few) rejected rows: string work on every row is costly.
-    detail = _first_match(
-        [(pl.col("_reason") == r, _offending_value(field)) for r, _, field in rules]
-    )
     quarantined = staged.filter(~ok).select(
         pl.col(LINE_COLUMN).alias("line"),
         pl.col("_reason").alias("reason"),
-        detail.alias("detail"),
+        plan.detail,
         (
             pl.col("_original")
             if staged.schema["_original"] == pl.String
             else pl.col("_original").struct.json_encode()
         ).alias("raw"),
     )
-    return ValidatedBatch(
-        accepted=accepted.select(pl.col(c).cast(t) for c, t in EVENT_SCHEMA.items()),
-        quarantined=quarantined.cast(QUARANTINE_SCHEMA),  # type: ignore[arg-type]
-    )
+    return ValidatedBatch(accepted, quarantined.cast(QUARANTINE_SCHEMA))  # type: ignore[arg-type]
 
 
 def _synthesized_transaction(source: str) -> pl.Expr:
