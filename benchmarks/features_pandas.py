@@ -22,20 +22,9 @@ from features.definitions import (
     MICROS_PER_HOUR,
     MICROS_PER_MINUTE,
 )
+from features.events.schema import EVENT_COLUMNS
 
-COLUMNS = [
-    "visitor_id",
-    "event_time",
-    "event_name",
-    "item_id",
-    "item_category",
-    "price",
-    "quantity",
-    "revenue",
-    "transaction_id",
-    "session_id",
-    "user_id",
-]
+COLUMNS = [c for c in EVENT_COLUMNS if c != "source"]
 
 
 def read_window(lake_dir: Path, as_of: datetime, lookback: timedelta) -> pd.DataFrame:

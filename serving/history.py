@@ -17,19 +17,12 @@ from typing import Any
 import orjson
 import polars as pl
 
+from features.events.schema import EVENT_COLUMNS
 from features.rows import to_micros
 
-HISTORY_FIELDS: tuple[str, ...] = (
-    "event_time",
-    "event_name",
-    "item_id",
-    "item_category",
-    "price",
-    "quantity",
-    "revenue",
-    "transaction_id",
-    "session_id",
-    "user_id",
+#: What the online state keeps of each event: everything but who and which reader.
+HISTORY_FIELDS: tuple[str, ...] = tuple(
+    c for c in EVENT_COLUMNS if c not in ("visitor_id", "source")
 )
 _EVENT_JSON = pl.struct(
     pl.col("event_time").dt.epoch("us").alias("event_time"), *HISTORY_FIELDS[1:]
