@@ -22,6 +22,8 @@ EXTRA_QUANTITY_MEAN = 0.25
 
 @dataclass(frozen=True)
 class Browse:
+    """Page views, each product page followed by its view_item, grouped by session."""
+
     session: IntArray  # per browse event
     is_view_item: IntArray  # per browse event, 0 = page_view, 1 = view_item
     per_session: IntArray  # browse events per session
