@@ -16,7 +16,6 @@ runner = CliRunner()
 
 
 def _env(tmp_path: Path) -> dict[str, str]:
-    # Keep the fixture's far-future row in the future whatever today's date is.
     return {"PROPENSITY_DATA_DIR": str(tmp_path / "data"), "PROPENSITY_LOG_LEVEL": "WARNING"}
 
 
