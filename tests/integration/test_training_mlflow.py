@@ -111,6 +111,10 @@ def test_new_model_is_challenger_then_promoted_with_an_audit(
 def test_a_worse_challenger_is_refused_unless_forced(
     first: TrainingResult, client: MlflowClient, data_dir: Path, snapshots: pl.DataFrame
 ) -> None:
+    if alias_version(client, "propensity", CHAMPION) is None:
+        # Independent of test order: the first model is the champion to beat.
+        promote(client, NOW - timedelta(hours=1))
+    assert alias_version(client, "propensity", CHAMPION) == first.model_version
     test_cutoff = snapshots["as_of"].max()
     # Same test set, but the challenger learns from scrambled features.
     scrambled = snapshots.with_columns(
