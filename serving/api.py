@@ -24,6 +24,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from serving.body_limit import ContentLengthLimit
 from serving.dependencies import (
     KEY_PARAMETER,
     ReadAccess,
@@ -68,6 +69,21 @@ def _check_size(settings: ServingSettings, events: int) -> None:
             413,
             "Too many events",
             f"{events} events in one request; at most {settings.max_events_per_request}",
+        )
+
+
+def _check_as_of(settings: ServingSettings, as_of: datetime | None, now: datetime) -> None:
+    """A requested ``as_of`` must lie where events may: not before the event floor, not
+    later than now plus the allowed clock skew (the same bounds as posted events)."""
+    if as_of is None:
+        return
+    latest = now + timedelta(seconds=settings.max_future_skew_seconds)
+    if not settings.min_event_time <= as_of <= latest:
+        raise ProblemError(
+            422,
+            "Invalid as_of",
+            f"as_of {as_of.isoformat()} is outside {settings.min_event_time.isoformat()} .. "
+            f"now + {settings.max_future_skew_seconds:g} s",
         )
 
 
@@ -133,6 +149,7 @@ def _register_scoring(app: FastAPI, clock: Clock) -> None:
     def score(body: ScoreRequest, served: ServedDep, state: StateDep) -> Response:
         """Score a visitor now from recent events or from features; stores nothing."""
         now = clock()
+        _check_as_of(state.settings, body.as_of, now)
         scorer, store = served.scorer, state.store
         if body.events is not None:
             _check_size(state.settings, len(body.events))
@@ -174,6 +191,7 @@ def _register_scoring(app: FastAPI, clock: Clock) -> None:
         events are rejected with their reason (ingestion's rules); the rest are applied."""
         now = clock()
         _check_size(state.settings, len(body.events))
+        _check_as_of(state.settings, body.as_of, now)
         apply = functools.partial(_apply_events, body, served, store, state, now)
         return _json(state.intake.run(body.visitor_id, body.events, apply))
 
@@ -334,5 +352,6 @@ def create_app(
     _register_reads(app)
     _register_scoring(app, clock)
     _register_operations(app)
+    app.add_middleware(ContentLengthLimit, max_bytes=settings.max_body_bytes)
     app.add_middleware(MetricsMiddleware, metrics=state.metrics)
     return app

@@ -14,6 +14,9 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 log = logging.getLogger(__name__)
 PROBLEM_TYPE = "application/problem+json"
+_TITLES = {400: "Bad request", 404: "Not found", 405: "Method not allowed", 413: "Too large"}
+#: FastAPI's detail when the body is not JSON that ``json.loads`` can read.
+_UNPARSED = "There was an error parsing the body"
 
 
 class Problem(BaseModel):
@@ -49,11 +52,25 @@ def problem_response(problem: Problem, headers: dict[str, str] | None = None) ->
     )
 
 
+def _message(error: dict[str, Any]) -> str:
+    if error.get("type") == "string_pattern_mismatch":  # the pattern itself helps nobody
+        return "contains control or invisible formatting characters"
+    return str(error.get("msg", ""))
+
+
 def _validation_errors(exc: RequestValidationError) -> list[dict[str, Any]]:
     return [
-        {"location": ".".join(str(p) for p in e.get("loc", ())), "message": e.get("msg", "")}
+        {"location": ".".join(str(p) for p in e.get("loc", ())), "message": _message(e)}
         for e in exc.errors()
     ]
+
+
+def _http_detail(exc: StarletteHTTPException) -> str:
+    if exc.status_code == 400 and exc.detail == _UNPARSED:
+        return (
+            "the body is not readable JSON (malformed, nested too deeply, or a number out of range)"
+        )
+    return str(exc.detail)
 
 
 def install_problem_handlers(app: FastAPI) -> None:
@@ -74,9 +91,9 @@ def install_problem_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> Response:
-        title = {404: "Not found", 405: "Method not allowed"}.get(exc.status_code, "Error")
+        title = _TITLES.get(exc.status_code, "Error")
         return problem_response(
-            Problem(title=title, status=exc.status_code, detail=str(exc.detail)),
+            Problem(title=title, status=exc.status_code, detail=_http_detail(exc)),
             getattr(exc, "headers", None),
         )
 

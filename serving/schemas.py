@@ -7,15 +7,25 @@ them vectorised and ``tests/unit/test_serving_batch.py`` checks they validate ag
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
 from serving.routing import Reason, Route
 
 EmailStatus = Literal["subscribed", "unsubscribed", "pending", "unknown"]
 AdsConsent = Literal["granted", "denied", "unknown"]
-Scalar = str | int | float | None
+#: Printable text: no control characters (C0, DEL, C1), no invisible formatting characters
+#: (zero-width, bidirectional overrides, line/paragraph separators, BOM). Other Unicode is
+#: allowed, as ingestion allows it in the lake.
+VISITOR_ID_PATTERN = r"^[^\x00-\x1f\x7f-\x9f\u200b-\u200f\u2028-\u202e\u2060-\u206f\ufeff]+$"
+MAX_TEXT_LENGTH = 1_000
+#: Strings are bounded, and must be valid Unicode (a lone surrogate escape is rejected).
+Text = Annotated[str, StringConstraints(max_length=MAX_TEXT_LENGTH)]
+Scalar = Text | int | float | None
+VisitorId = Annotated[
+    str, StringConstraints(min_length=1, max_length=256, pattern=VISITOR_ID_PATTERN)
+]
 
 
 class Contribution(BaseModel):
@@ -57,7 +67,7 @@ class EventIn(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    visitor_id: str | None = Field(None, description="defaults to the request's visitor")
+    visitor_id: Text | None = Field(None, description="defaults to the request's visitor")
     event_time: Scalar = Field(description="ISO 8601; without an offset it means UTC")
     event_name: Scalar
     item_id: Scalar = None
@@ -79,7 +89,7 @@ class Rejection(BaseModel):
 class EventsRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    visitor_id: str = Field(min_length=1, max_length=256)
+    visitor_id: VisitorId
     events: list[EventIn] = Field(min_length=1)
     as_of: AwareDatetime | None = Field(
         None,
@@ -101,9 +111,9 @@ class ScoreRequest(BaseModel):
     """Score now, storing nothing: from recent events (the online feature path) or from
     features by name (null for missing)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
-    visitor_id: str = Field(min_length=1, max_length=256)
+    visitor_id: VisitorId
     events: list[EventIn] | None = None
     features: dict[str, float | None] | None = None
     as_of: AwareDatetime | None = None

@@ -31,12 +31,18 @@ class ServingSettings(BaseModel):
     store: Literal["sqlite", "redis"] = Field("sqlite", description="score store backend")
     redis_url: str = Field("redis://127.0.0.1:6379/0", description="used when store=redis")
     redis_prefix: str = Field("propensity", description="key prefix in Redis")
+    redis_timeout_seconds: float = Field(
+        2.0, gt=0, description="Redis connect and socket timeout: a stalled store fails fast"
+    )
     api_keys: tuple[SecretStr, ...] = Field(
         (), description="keys accepted in the X-API-Key header; write routes need one"
     )
     read_requires_key: bool = Field(False, description="close read routes to callers without a key")
     routing: RoutingPolicy = RoutingPolicy()
     max_events_per_request: int = Field(500, gt=0, description="events in one POST at most")
+    max_body_bytes: int = Field(
+        1 << 20, gt=0, description="request bodies larger than this are refused with 413"
+    )
     max_history_events: int = Field(
         2_000, gt=0, description="recent events kept per visitor for real-time re-scoring"
     )

@@ -1,0 +1,48 @@
+"""Fixtures of the reliability tests: the shared simulated world (lake + registered tiny
+model), one scored store per module, and a live app on it."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import polars as pl
+import pytest
+from fastapi.testclient import TestClient
+
+from serving.api import create_app
+from serving.batch import score_visitors
+from tests.integration.serving_world import API_KEY, World, settings, world
+
+KEY = {"X-API-Key": API_KEY}
+
+
+@pytest.fixture(scope="session")
+def shared(tmp_path_factory: pytest.TempPathFactory) -> World:
+    return world(tmp_path_factory)
+
+
+@pytest.fixture(scope="module")
+def scored(shared: World, request: pytest.FixtureRequest) -> tuple[World, str, list[str]]:
+    """A batch run published under a name of the test module's own; (world, name, visitors)."""
+    name = f"reliability-{request.module.__name__.rsplit('.', 1)[-1]}"
+    summary = score_visitors(settings(), shared.paths(name))
+    visitors = pl.read_parquet(summary.files["scores"]).get_column("visitor_id").to_list()
+    return shared, name, visitors
+
+
+@pytest.fixture
+def client(scored: tuple[World, str, list[str]]) -> Iterator[TestClient]:
+    shared, name, _ = scored
+    with TestClient(create_app(settings(), shared.paths(name))) as live:
+        yield live
+
+
+def event(**overrides: object) -> dict[str, object]:
+    return {
+        "event_time": "2024-02-09T10:00:00Z",
+        "event_name": "add_to_cart",
+        "item_id": "sku-1",
+        "price": 19.9,
+        "quantity": 1,
+        **overrides,
+    }
