@@ -266,6 +266,71 @@ def score(
 
 
 @app.command()
+def measure(
+    run: Annotated[
+        str | None, typer.Option(help="scoring run id to measure [default: the latest run]")
+    ] = None,
+    table: Annotated[
+        Path | None, typer.Option(help="an experiment table (CSV/Parquet) instead of a run")
+    ] = None,
+    treatment: Annotated[str, typer.Option(help="arm column of --table")] = "treatment",
+    control: Annotated[
+        list[str] | None, typer.Option(help="control value(s) of the arm column [default: 0]")
+    ] = None,
+    outcome: Annotated[
+        list[str] | None, typer.Option(help="0/1 outcome column(s) of --table")
+    ] = None,
+    revenue: Annotated[
+        list[str] | None, typer.Option(help="numeric outcome column(s) of --table")
+    ] = None,
+    by: Annotated[list[str] | None, typer.Option(help="also compare within each value")] = None,
+    horizon_days: Annotated[
+        float | None, typer.Option(help="outcome window of a run [default: settings]")
+    ] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Treated vs holdout: conversion and revenue, incremental effect with intervals."""
+    from datetime import timedelta
+
+    from propensity import jobs
+    from serving.campaign import measure_scoring_run, read_units
+    from serving.measurement import measure_experiment, treatment_flag
+    from serving.views import measurement_table
+
+    settings = _settings()
+    confidence = settings.measurement.confidence
+    try:
+        if table is not None:
+            units = read_units(table)
+            units = units.with_columns(treatment_flag(units[treatment], control or ["0"]))
+            segments = measure_experiment(
+                units, treated="treated", rates=outcome or [], means=revenue or [],
+                by=by or [], confidence=confidence,
+            )  # fmt: skip
+            payload: dict[str, object] = {
+                "table": str(table), "confidence": confidence,
+                "segments": [s.to_dict() for s in segments],
+            }  # fmt: skip
+            title = f"{table.name}: treated ({treatment} not in {control or ['0']}) vs control"
+        else:
+            horizon = timedelta(days=horizon_days) if horizon_days else settings.measurement.horizon
+            result = measure_scoring_run(
+                jobs.serving_paths(settings).scoring_dir, settings.lake_dir,
+                settings.serving.routing, horizon=horizon, confidence=confidence, run_id=run,
+            )  # fmt: skip
+            segments, payload = result.segments, result.to_dict()
+            title = f"scoring run {result.run_id}: contacted vs holdout"
+            if not result.outcomes_complete:
+                err.print("[yellow]warning:[/] the outcome window has not fully passed yet")
+    except (FileNotFoundError, ValueError, pl.exceptions.ColumnNotFoundError) as problem:
+        raise _fail(str(problem)) from None
+    if as_json:
+        _emit_json(payload)
+    else:
+        out.print(measurement_table(segments, title))
+
+
+@app.command()
 def serve(
     host: Annotated[str, typer.Option(help="address to listen on")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="port to listen on")] = 8000,

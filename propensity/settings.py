@@ -13,6 +13,7 @@ from pathlib import Path
 from pydantic import BaseModel, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from serving.measurement import MeasurementSettings
 from serving.settings import ServingSettings
 from training.settings import TrainingSettings
 
@@ -53,6 +54,7 @@ class Settings(BaseSettings):
     snapshots: SnapshotSettings = SnapshotSettings()
     training: TrainingSettings = TrainingSettings()
     serving: ServingSettings = ServingSettings()
+    measurement: MeasurementSettings = MeasurementSettings()
 
     @property
     def lake_dir(self) -> Path:
