@@ -21,7 +21,7 @@ import orjson
 import polars as pl
 from anyio import to_thread
 from fastapi import FastAPI, Request
-from fastapi.responses import Response
+from fastapi.responses import PlainTextResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from serving.body_limit import ContentLengthLimit
@@ -36,7 +36,7 @@ from serving.dependencies import (
 )
 from serving.history import encode_events, read_history
 from serving.metrics import MetricsMiddleware
-from serving.problems import Problem, ProblemError, install_problem_handlers
+from serving.problems import PROBLEM_TYPE, Problem, ProblemError, install_problem_handlers
 from serving.realtime import Contact, FeatureInputError
 from serving.schemas import (
     EventsRequest,
@@ -56,7 +56,11 @@ from serving.store import ScoreStore
 log = logging.getLogger(__name__)
 Clock = Callable[[], datetime]
 JSON = "application/json"
-_PROBLEMS: dict[int | str, dict[str, Any]] = {s: {"model": Problem} for s in (401, 404, 422, 503)}
+#: Documented problem answers: ``application/problem+json`` bodies with the ``Problem`` shape.
+_PROBLEMS: dict[int | str, dict[str, Any]] = {
+    status: {"content": {PROBLEM_TYPE: {"schema": Problem.model_json_schema()}}}
+    for status in (400, 401, 404, 413, 422, 503)
+}
 
 
 def _json(payload: bytes, status: int = 200) -> Response:
@@ -120,7 +124,13 @@ def _register_reads(app: FastAPI) -> None:
             )
         return _json(record)
 
-    @app.get("/v1/model", dependencies=[ReadAccess], response_model=ModelResponse, tags=["model"])
+    @app.get(
+        "/v1/model",
+        dependencies=[ReadAccess],
+        response_model=ModelResponse,
+        responses=_PROBLEMS,
+        tags=["model"],
+    )
     def get_model(served: ServedDep, state: StateDep) -> ModelResponse:
         """The model being served and the batch run whose scores are live."""
         info = served.loaded.info
@@ -181,7 +191,7 @@ def _register_scoring(app: FastAPI, clock: Clock) -> None:
     @app.post(
         "/v1/events",
         dependencies=[WriteAccess],
-        responses={200: {"model": EventsResponse}, 413: {"model": Problem}, **_PROBLEMS},
+        responses={200: {"model": EventsResponse}, **_PROBLEMS},
         tags=["events"],
     )
     def post_events(
@@ -279,7 +289,7 @@ def _register_operations(app: FastAPI) -> None:
         )
         return _json(body.model_dump_json().encode(), 200 if body.ready else 503)
 
-    @app.get("/metrics", tags=["operations"])
+    @app.get("/metrics", response_class=PlainTextResponse, tags=["operations"])
     async def metrics(state: StateDep) -> Response:
         """Prometheus metrics."""
         return Response(generate_latest(state.metrics.registry), media_type=CONTENT_TYPE_LATEST)
