@@ -162,13 +162,23 @@ def features(
 ) -> None:
     """Build one row of features per visitor as of a moment, from the event lake."""
     from features.batch import build_features, write_features
+    from features.sharding import write_features_sharded
 
     settings = _settings()
     moment = as_of if as_of.tzinfo else as_of.replace(tzinfo=UTC)
     target = out or settings.outputs_dir / "features" / f"as_of={moment:%Y%m%dT%H%M%S}.parquet"
     with err.status(f"building features as of {moment.isoformat()} on {engine}"):
         try:
-            write_features(build_features(settings.lake_dir, moment, engine=engine), target)
+            if engine == "polars":  # a folder of visitor shards, in bounded memory
+                write_features_sharded(
+                    settings.lake_dir,
+                    moment,
+                    target,
+                    events_per_shard=settings.features.events_per_shard,
+                    scratch_dir=settings.scratch_dir,
+                )
+            else:
+                write_features(build_features(settings.lake_dir, moment, engine=engine), target)
         except (FileNotFoundError, ValueError) as problem:
             raise _fail(str(problem)) from None
     rows = pl.scan_parquet(target if target.is_file() else target / "*.parquet").select(pl.len())

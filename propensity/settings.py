@@ -13,6 +13,7 @@ from pathlib import Path
 from pydantic import BaseModel, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from features.sharding import DEFAULT_EVENTS_PER_SHARD
 from serving.measurement import MeasurementSettings
 from serving.settings import ServingSettings
 from training.settings import TrainingSettings
@@ -27,6 +28,16 @@ class IngestSettings(BaseModel):
     )
     min_event_time: datetime = Field(
         datetime(1990, 1, 1, tzinfo=UTC), description="events before this are quarantined"
+    )
+
+
+class FeatureSettings(BaseModel):
+    """How batch features are computed on the embedded engine."""
+
+    events_per_shard: int = Field(
+        DEFAULT_EVENTS_PER_SHARD,
+        gt=0,
+        description="events per visitor shard: peak memory grows with it (~1.5 GB at 4M)",
     )
 
 
@@ -51,6 +62,7 @@ class Settings(BaseSettings):
     )
     log_level: str = "INFO"
     ingest: IngestSettings = IngestSettings()
+    features: FeatureSettings = FeatureSettings()
     snapshots: SnapshotSettings = SnapshotSettings()
     training: TrainingSettings = TrainingSettings()
     serving: ServingSettings = ServingSettings()
@@ -67,6 +79,11 @@ class Settings(BaseSettings):
     @property
     def outputs_dir(self) -> Path:
         return self.data_dir / "outputs"
+
+    @property
+    def scratch_dir(self) -> Path:
+        """Temporary work files (removed after each job), on the data directory's disk."""
+        return self.data_dir / "tmp"
 
     @property
     def mlflow_dir(self) -> Path:

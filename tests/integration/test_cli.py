@@ -79,3 +79,29 @@ def test_every_command_has_help(path: list[str]) -> None:
     result = runner.invoke(app, [*path, "--help"])
     assert result.exit_code == 0
     assert "Usage" in result.output
+
+
+def test_features_in_visitor_shards_equal_the_single_plan(tmp_path: Path) -> None:
+    import polars as pl
+
+    from features.batch import build_features, collect
+    from features.ingest.lake_writer import write_partitions
+    from features.testing import AS_OF, random_events, to_frame
+
+    env = _env(tmp_path)
+    events = to_frame(random_events(600, seed=5, visitors=40))
+    write_partitions(events, tmp_path / "data" / "lake", "test")
+    out = tmp_path / "features"
+    # 600 events at 100 per shard: the window's events are split into several shards.
+    result = runner.invoke(
+        app,
+        ["features", "--as-of", AS_OF.isoformat(), "--out", str(out), "--json"],
+        env={**env, "PROPENSITY_FEATURES__EVENTS_PER_SHARD": "100"},
+    )
+    assert result.exit_code == 0, result.output
+    assert len(list(out.glob("part-*.parquet"))) > 1
+    assert not list((tmp_path / "data" / "tmp").glob("*")), "split files left behind"
+    sharded = pl.read_parquet(out / "*.parquet").sort("visitor_id")
+    whole = collect(build_features(events, AS_OF)).sort("visitor_id")
+    assert sharded.equals(whole)
+    assert json.loads(result.stdout)["visitors"] == whole.height
