@@ -62,15 +62,20 @@ def fit_outcome_model(
     return model.fit(features, np.asarray(outcome, dtype=np.int64))
 
 
+def positive_probability(model: lgb.LGBMClassifier, features: FloatArray) -> FloatArray:
+    """P(outcome = 1) per row."""
+    return np.asarray(model.predict_proba(features), dtype=np.float64)[:, 1]
+
+
 @dataclass(frozen=True)
 class TwoModel:
     treated_model: lgb.LGBMClassifier
     control_model: lgb.LGBMClassifier
 
     def uplift(self, features: FloatArray) -> FloatArray:
-        treated = self.treated_model.predict_proba(features)[:, 1]
-        control = self.control_model.predict_proba(features)[:, 1]
-        return np.asarray(treated - control, dtype=np.float64)
+        return positive_probability(self.treated_model, features) - positive_probability(
+            self.control_model, features
+        )
 
 
 def fit_two_model(
@@ -161,7 +166,7 @@ def cross_fit(
     for fit in (first, ~first):
         control = fit & ~arm
         model = fit_outcome_model(features[control], label[control], settings)
-        propensity[~fit] = model.predict_proba(features[~fit])[:, 1]
+        propensity[~fit] = positive_probability(model, features[~fit])
         uplift[~fit] = fit_two_model(features[fit], arm[fit], label[fit], settings).uplift(
             features[~fit]
         )
