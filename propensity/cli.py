@@ -163,6 +163,7 @@ def features(
     """Build one row of features per visitor as of a moment, from the event lake."""
     from features.batch import build_features, write_features
     from features.sharding import write_features_sharded
+    from propensity import jobs
 
     settings = _settings()
     moment = as_of if as_of.tzinfo else as_of.replace(tzinfo=UTC)
@@ -178,7 +179,10 @@ def features(
                     scratch_dir=settings.scratch_dir,
                 )
             else:
-                write_features(build_features(settings.lake_dir, moment, engine=engine), target)
+                spark = jobs.spark_session(settings)
+                write_features(
+                    build_features(settings.lake_dir, moment, engine="spark", spark=spark), target
+                )
         except (FileNotFoundError, ValueError) as problem:
             raise _fail(str(problem)) from None
     rows = pl.scan_parquet(target if target.is_file() else target / "*.parquet").select(pl.len())
@@ -266,6 +270,7 @@ def score(
             summary = score_visitors(
                 settings.serving, jobs.serving_paths(settings), as_of=moment, engine=engine,
                 on_progress=advance,
+                spark=jobs.spark_session(settings) if engine == "spark" else None,
             )  # fmt: skip
     except (FileNotFoundError, ValueError, LookupError) as problem:
         raise _fail(str(problem)) from None

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import polars as pl
 
@@ -18,6 +19,9 @@ from propensity.settings import Settings
 from serving.settings import ServingPaths
 from training.tracking import resolve_store
 from training.train import TrainingResult, train_from_snapshots
+
+if TYPE_CHECKING:
+    from pyspark.sql import SparkSession
 
 
 def lake_span(lake_dir: Path) -> tuple[datetime, datetime]:
@@ -90,3 +94,11 @@ def _reference(truth: Path, config: SnapshotConfig) -> pl.DataFrame:
 
 def serving_paths(settings: Settings) -> ServingPaths:
     return ServingPaths.under(settings.data_dir, resolve_store(settings.data_dir).tracking_uri)
+
+
+def spark_session(settings: Settings) -> SparkSession:
+    """The Spark session ``--engine spark`` runs on, as configured (local mode by default)."""
+    from features.engines import spark_session as start
+
+    spark = settings.spark
+    return start(spark.master, remote=spark.remote, conf=spark.conf)

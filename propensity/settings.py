@@ -41,6 +41,14 @@ class FeatureSettings(BaseModel):
     )
 
 
+class SparkSettings(BaseModel):
+    """Where ``--engine spark`` runs: local mode here, a cluster or Spark Connect elsewhere."""
+
+    master: str = Field("local[2]", description="local[N] or spark://host:7077")
+    remote: str | None = Field(None, description="Spark Connect URL (sc://host:15002)")
+    conf: dict[str, str] = Field(default_factory=dict, description="extra spark.* settings")
+
+
 class SnapshotSettings(BaseModel):
     """How ``propensity train`` cuts the lake into labelled snapshots."""
 
@@ -63,6 +71,7 @@ class Settings(BaseSettings):
     log_level: str = "INFO"
     ingest: IngestSettings = IngestSettings()
     features: FeatureSettings = FeatureSettings()
+    spark: SparkSettings = SparkSettings()
     snapshots: SnapshotSettings = SnapshotSettings()
     training: TrainingSettings = TrainingSettings()
     serving: ServingSettings = ServingSettings()

@@ -27,6 +27,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import orjson
@@ -50,6 +51,9 @@ from serving.records import batch_records
 from serving.scoring import decile_cuts, decile_of, model_columns, route_scored, score_features
 from serving.settings import ServingPaths, ServingSettings
 from serving.store import RunInfo, ScoreStore, open_store
+
+if TYPE_CHECKING:
+    from pyspark.sql import SparkSession
 
 log = logging.getLogger(__name__)
 Progress = Callable[[int], None]
@@ -168,8 +172,12 @@ def score_visitors(
     store: ScoreStore | None = None,
     scored_at: datetime | None = None,
     on_progress: Progress | None = None,
+    spark: SparkSession | None = None,
 ) -> ScoringSummary:
-    """Score, route and publish every visitor active before ``as_of`` (see module doc)."""
+    """Score, route and publish every visitor active before ``as_of`` (see module doc).
+
+    ``engine="spark"`` computes the features on ``spark`` (a local session if None).
+    """
     as_of = (as_of or default_as_of(paths.lake_dir)).astimezone(UTC)
     loaded = model or load_registered_model(
         settings.model_uri,
@@ -189,6 +197,7 @@ def score_visitors(
             store,
             scored_at or datetime.now(UTC),
             on_progress or (lambda _: None),
+            spark,
         )
     finally:
         if own_store:
@@ -204,6 +213,7 @@ def _run(
     store: ScoreStore,
     scored_at: datetime,
     progress: Progress,
+    spark: SparkSession | None,
 ) -> ScoringSummary:
     name = run_name(as_of, loaded.info.version, settings)
     run_dir = paths.scoring_dir / name
@@ -213,7 +223,9 @@ def _run(
         previous = ScoringSummary.from_json((run_dir / "summary.json").read_bytes())
         return replace(previous, skipped=True)
     config = FeatureConfig()
-    features = collect(build_features(paths.lake_dir, as_of, engine=engine, config=config))
+    features = collect(
+        build_features(paths.lake_dir, as_of, engine=engine, config=config, spark=spark)
+    )
     scored, cuts, floor = _scored_frame(
         features, read_contacts(paths.lake_dir), loaded, settings, progress
     )

@@ -92,3 +92,29 @@ def test_spark_writes_features(spark: SparkSession, tmp_path: Path) -> None:
     )
     written = spark.read.parquet(str(out))
     assert written.count() == collect(build_features(events, AS_OF)).height
+
+
+def test_cli_features_on_spark_equal_the_embedded_engine(
+    spark: SparkSession, tmp_path: Path
+) -> None:
+    """``propensity features --engine spark`` (session from settings) == ``--engine polars``."""
+    import json
+
+    import polars as pl
+    from typer.testing import CliRunner
+
+    from propensity.cli import app
+
+    events = to_frame(random_events(300, seed=9, visitors=25))
+    write_partitions(events, tmp_path / "data" / "lake", "test")
+    env = {"PROPENSITY_DATA_DIR": str(tmp_path / "data"), "PROPENSITY_SPARK__MASTER": "local[1]"}
+    outputs = {}
+    for engine in ("spark", "polars"):
+        out = tmp_path / engine
+        command = ["features", "--as-of", AS_OF.isoformat(), "--engine", engine, "--out", str(out)]
+        result = CliRunner().invoke(app, [*command, "--json"], env=env)
+        assert result.exit_code == 0, result.output
+        assert json.loads(result.stdout)["engine"] == engine
+        outputs[engine] = pl.read_parquet(out / "*.parquet")
+    assert outputs["spark"].height == outputs["polars"].height > 0
+    assert_features_close(outputs["spark"], outputs["polars"])
