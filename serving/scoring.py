@@ -69,17 +69,28 @@ def route_scored(
     ads_ev_floor: float | None = None,
 ) -> RoutedBatch:
     """The routing decisions of scored visitors, routing inputs read from their features."""
-    return route_batch(
-        RoutingInputs(
-            visitor_id=visitor_id,
-            score=score,
-            email_status=email_status,
-            ads_consent=ads_consent,
-            days_since_last_purchase=features[:, _DAYS_SINCE_PURCHASE],
-            order_value=features[:, _ORDER_VALUE],
-        ),
-        policy,
-        ads_ev_floor=ads_ev_floor,
+    inputs = routing_inputs(
+        score, features, visitor_id=visitor_id, email_status=email_status, ads_consent=ads_consent
+    )
+    return route_batch(inputs, policy, ads_ev_floor=ads_ev_floor)
+
+
+def routing_inputs(
+    score: npt.NDArray[np.float64],
+    features: Matrix,
+    *,
+    visitor_id: VisitorIds,
+    email_status: npt.NDArray[np.object_],
+    ads_consent: npt.NDArray[np.object_],
+) -> RoutingInputs:
+    """What routing needs of scored visitors, read from their features (``FEATURE_COLUMNS``)."""
+    return RoutingInputs(
+        visitor_id=visitor_id,
+        score=score,
+        email_status=email_status,
+        ads_consent=ads_consent,
+        days_since_last_purchase=features[:, _DAYS_SINCE_PURCHASE],
+        order_value=features[:, _ORDER_VALUE],
     )
 
 
