@@ -86,7 +86,7 @@ def purchase_timing(events: pl.DataFrame | pl.LazyFrame) -> pl.DataFrame:
     bins = _bin_labels()
     gap = (
         pl.col("days_since_previous_visit")
-        .cut(list(TIMING_BINS[1:]), labels=bins)
+        .bin_intervals(list(TIMING_BINS[1:]), labels=bins, right_closed=True)
         .cast(pl.String)
         .fill_null(first)
     )
