@@ -171,3 +171,22 @@ def cross_fit(
             features[~fit]
         )
     return CrossFitted(propensity, uplift)
+
+
+def targeting_table(
+    rankings: dict[str, FloatArray],
+    treated: npt.ArrayLike,
+    outcome: npt.ArrayLike,
+    shares: Sequence[float] = (0.1, 0.2, 0.3, 0.5),
+) -> pl.DataFrame:
+    """One row per ranking: Qini coefficient and uplift at each targeted share."""
+    rows = []
+    for name, score in rankings.items():
+        row: dict[str, float | str] = {
+            "ranking": name,
+            "qini_coefficient": qini_coefficient(score, treated, outcome),
+        }
+        for share in shares:
+            row[f"uplift_at_{share:g}"] = uplift_at_k(score, treated, outcome, share)
+        rows.append(row)
+    return pl.DataFrame(rows)

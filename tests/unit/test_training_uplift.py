@@ -12,6 +12,7 @@ from training.uplift import (
     design_matrix,
     qini_coefficient,
     qini_curve,
+    targeting_table,
     uplift_at_k,
 )
 
@@ -73,3 +74,12 @@ def test_design_matrix_one_hot_encodes_categories() -> None:
     matrix, names = design_matrix(units, ["recency"], ["channel"])
     assert names == ["recency", "channel_Phone", "channel_Web"]
     np.testing.assert_array_equal(matrix, [[1, 0, 1], [5, 1, 0]])
+
+
+def test_targeting_table_has_one_row_per_ranking() -> None:
+    _, treated, outcome, effect = _persuadable(5_000, seed=3)
+    table = targeting_table({"truth": effect, "reversed": -effect}, treated, outcome, (0.5, 1.0))
+    assert table.columns == ["ranking", "qini_coefficient", "uplift_at_0.5", "uplift_at_1"]
+    truth, reversed_ = table.rows()
+    assert truth[1] > 0 > reversed_[1]
+    assert truth[2] > reversed_[2] and truth[3] == pytest.approx(reversed_[3])
