@@ -321,13 +321,17 @@ def _register_operations(app: FastAPI) -> None:
 
 
 async def _poll_alias(state: ServingState, every: float) -> None:
+    """Reload when the alias moves (or first points somewhere); never dies of an error."""
     while True:
         await asyncio.sleep(every)
         current = state.served.loaded.info.version if state.served else None
-        registered = await to_thread.run_sync(state.registered_version)
-        if registered is not None and registered != current:
-            log.info("alias moved to version %s: reloading", registered)
-            await to_thread.run_sync(state.reload)
+        try:
+            registered = await to_thread.run_sync(state.registered_version)
+            if registered is not None and registered != current:
+                log.info("alias moved to version %s: reloading", registered)
+                await to_thread.run_sync(state.reload)
+        except Exception:  # the next poll tries again
+            log.exception("alias poll failed")
 
 
 def create_app(

@@ -24,6 +24,10 @@ log = logging.getLogger(__name__)
 REGISTRY_URI = re.compile(r"^models:/(?P<name>[^/@]+)(?:@(?P<alias>[^/]+)|/(?P<version>\d+))$")
 
 
+#: MLflow error codes that mean "not registered", as opposed to "registry unreachable".
+_ABSENT = frozenset({"RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE", "NOT_FOUND"})
+
+
 class ModelUnavailable(RuntimeError):
     """No model could be loaded; the message says why, for people."""
 
@@ -57,9 +61,13 @@ def _version(client: Any, name: str, alias: str | None, version: str | None) -> 
         return client.get_model_version(name, version)
     except MlflowException as problem:
         wanted = f"alias @{alias}" if alias else f"version {version}"
+        said = problem.message if hasattr(problem, "message") else str(problem)
+        if problem.error_code not in _ABSENT:
+            raise ModelUnavailable(
+                f"the model registry did not answer for {name!r} {wanted}: {said}"
+            ) from problem
         raise ModelUnavailable(
-            f"no registered model {name!r} with {wanted}: train and promote one first "
-            f"({problem.message if hasattr(problem, 'message') else problem})"
+            f"no registered model {name!r} with {wanted}: train and promote one first ({said})"
         ) from problem
 
 

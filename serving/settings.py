@@ -51,6 +51,12 @@ class ServingSettings(BaseModel):
         True, description="compute top contributing features in the batch job (TreeSHAP)"
     )
     batch_chunk_rows: int = Field(200_000, gt=0, description="rows scored per batch chunk")
+    registry_timeout_seconds: float = Field(
+        5.0, gt=0, description="MLflow HTTP request timeout of the API (startup, reload, poll)"
+    )
+    registry_retries: int = Field(
+        1, ge=0, description="MLflow HTTP retries of the API: an unreachable registry fails fast"
+    )
     alias_poll_seconds: float | None = Field(
         None, gt=0, description="check the alias this often and swap in a new champion"
     )

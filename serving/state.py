@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hmac
 import logging
+import os
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -67,7 +68,16 @@ class ServingState:
             max_event_time=self.clock() + timedelta(seconds=self.settings.max_future_skew_seconds),
         )
 
+    def _bound_registry_calls(self) -> None:
+        """MLflow reads its HTTP limits from the environment at each request: set them from
+        the settings, so that an unreachable registry costs seconds, not minutes (MLflow's
+        own default retries for about four minutes)."""
+        os.environ["MLFLOW_HTTP_REQUEST_TIMEOUT"] = f"{self.settings.registry_timeout_seconds:g}"
+        os.environ["MLFLOW_HTTP_REQUEST_MAX_RETRIES"] = str(self.settings.registry_retries)
+        os.environ["MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR"] = "1"
+
     def open(self) -> None:
+        self._bound_registry_calls()
         self.intake.start()
         try:
             self.store = open_store(self.settings, self.paths)
@@ -92,13 +102,10 @@ class ServingState:
             previous = self.served.loaded.info.version if self.served else None
             try:
                 served = self._load()
-            except (ModelUnavailable, OSError, ValueError) as problem:
-                message = str(problem)
-                if self.served is None:
-                    self.model_problem = message
-                self.metrics.reloads.labels("failed").inc()
-                log.error("model not loaded: %s", message)
-                return ReloadOutcome(False, previous, previous, message)
+            except ModelUnavailable as problem:
+                return self._refused(previous, str(problem))
+            except Exception as problem:  # a broken artifact must not take the process down
+                return self._refused(previous, f"{type(problem).__name__}: {problem}")
             self.served = served
             self.model_problem = None
             version = served.loaded.info.version
@@ -106,6 +113,15 @@ class ServingState:
             self.metrics.reloads.labels("loaded").inc()
             log.info("serving %s version %s", served.loaded.info.name, version)
             return ReloadOutcome(True, version, previous, f"serving version {version}")
+
+    def _refused(self, previous: str | None, message: str) -> ReloadOutcome:
+        self.metrics.reloads.labels("failed").inc()
+        if previous is None:
+            self.model_problem = message
+            log.error("model not loaded: %s", message)
+        else:
+            log.error("model reload refused, still serving version %s: %s", previous, message)
+        return ReloadOutcome(False, previous, previous, message)
 
     def registered_version(self) -> str | None:
         """The version the alias points at now (for the alias poll); None when unknown."""
