@@ -23,6 +23,7 @@ from anyio import to_thread
 from fastapi import FastAPI, Request
 from fastapi.responses import PlainTextResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from redis.exceptions import RedisError
 
 from serving.body_limit import ContentLengthLimit
 from serving.dependencies import (
@@ -36,7 +37,13 @@ from serving.dependencies import (
 )
 from serving.history import encode_events, read_history
 from serving.metrics import MetricsMiddleware
-from serving.problems import PROBLEM_TYPE, Problem, ProblemError, install_problem_handlers
+from serving.problems import (
+    PROBLEM_TYPE,
+    Problem,
+    ProblemError,
+    install_problem_handlers,
+    problem_response,
+)
 from serving.realtime import Contact, FeatureInputError
 from serving.schemas import (
     EventsRequest,
@@ -51,7 +58,7 @@ from serving.schemas import (
 from serving.settings import ServingPaths, ServingSettings
 from serving.sqlite_store import SqliteScoreStore
 from serving.state import Served, ServingState
-from serving.store import ScoreStore
+from serving.store import ScoreStore, StoreUnavailable
 
 log = logging.getLogger(__name__)
 Clock = Callable[[], datetime]
@@ -276,7 +283,10 @@ def _register_operations(app: FastAPI) -> None:
     )
     async def readyz(state: StateDep) -> Response:
         """Ready to score: a model is loaded and the store answers."""
-        store_ok = state.store is not None and state.store.ping()
+        if state.store is None:
+            await to_thread.run_sync(state.open_store)
+        store = state.store  # pinged in a thread: a stalled store must not block the loop
+        store_ok = store is not None and await to_thread.run_sync(store.ping)
         reason = state.model_problem or (
             None if store_ok else state.store_problem or "the score store does not answer"
         )
@@ -334,6 +344,19 @@ async def _poll_alias(state: ServingState, every: float) -> None:
             log.exception("alias poll failed")
 
 
+def _answer_store_failures(app: FastAPI) -> None:
+    """A store that stops answering mid-call is a 503 with the reason, not a 500."""
+
+    async def unavailable(request: Request, exc: Exception) -> Response:
+        log.error("score store failed on %s: %s", request.url.path, exc)
+        return problem_response(
+            Problem(title="Store unavailable", status=503, detail=f"score store: {exc}")
+        )
+
+    app.add_exception_handler(StoreUnavailable, unavailable)
+    app.add_exception_handler(RedisError, unavailable)
+
+
 def create_app(
     settings: ServingSettings, paths: ServingPaths, *, clock: Clock = lambda: datetime.now(UTC)
 ) -> FastAPI:
@@ -363,6 +386,7 @@ def create_app(
     )
     app.state.serving = state
     install_problem_handlers(app)
+    _answer_store_failures(app)
     _register_reads(app)
     _register_scoring(app, clock)
     _register_operations(app)

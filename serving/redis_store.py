@@ -52,10 +52,21 @@ class RedisScoreStore:
         self._put = client.register_script(_PUT)
 
     @classmethod
-    def connect(cls, url: str, *, prefix: str = "propensity") -> RedisScoreStore:
+    def connect(
+        cls, url: str, *, prefix: str = "propensity", timeout: float = 2.0, retries: int = 1
+    ) -> RedisScoreStore:
+        """A stalled or stopped Redis fails a call within about ``(retries + 1) * timeout``
+        seconds; a restarted one is reconnected to on the next call (the retry)."""
         import redis
+        from redis.backoff import ExponentialBackoff
+        from redis.retry import Retry
 
-        client = redis.Redis.from_url(url, socket_timeout=5, socket_connect_timeout=5)
+        client = redis.Redis.from_url(
+            url,
+            socket_timeout=timeout,
+            socket_connect_timeout=timeout,
+            retry=Retry(ExponentialBackoff(cap=0.2, base=0.02), retries),
+        )
         try:
             client.ping()
         except redis.RedisError as problem:

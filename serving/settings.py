@@ -34,6 +34,9 @@ class ServingSettings(BaseModel):
     redis_timeout_seconds: float = Field(
         2.0, gt=0, description="Redis connect and socket timeout: a stalled store fails fast"
     )
+    redis_retries: int = Field(
+        1, ge=0, description="retries of a failed Redis call (reconnects after a restart)"
+    )
     api_keys: tuple[SecretStr, ...] = Field(
         (), description="keys accepted in the X-API-Key header; write routes need one"
     )

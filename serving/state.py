@@ -59,6 +59,7 @@ class ServingState:
         self.store: ScoreStore | None = None
         self.store_problem: str | None = "the store has not been opened yet"
         self._reload_lock = threading.Lock()
+        self._store_lock = threading.Lock()
         self._keys = [k.get_secret_value().encode() for k in settings.api_keys]
 
     def event_limits(self) -> ValidationLimits:
@@ -79,13 +80,21 @@ class ServingState:
     def open(self) -> None:
         self._bound_registry_calls()
         self.intake.start()
-        try:
-            self.store = open_store(self.settings, self.paths)
-            self.store_problem = None
-        except StoreUnavailable as problem:
-            self.store_problem = str(problem)
-            log.error("score store unavailable: %s", problem)
+        self.open_store()
         self.reload()
+
+    def open_store(self) -> None:
+        """Open the store if it is not open (at startup; again from ``/readyz`` while the
+        store could not be reached, so the process recovers without a restart)."""
+        with self._store_lock:
+            if self.store is not None:
+                return
+            try:
+                self.store = open_store(self.settings, self.paths)
+                self.store_problem = None
+            except StoreUnavailable as problem:
+                self.store_problem = str(problem)
+                log.error("score store unavailable: %s", problem)
 
     def _load(self) -> Served:
         loaded = load_registered_model(

@@ -109,7 +109,12 @@ def open_store(settings: ServingSettings, paths: ServingPaths) -> ScoreStore:
     if settings.store == "redis":
         from serving.redis_store import RedisScoreStore
 
-        return RedisScoreStore.connect(settings.redis_url, prefix=settings.redis_prefix)
+        return RedisScoreStore.connect(
+            settings.redis_url,
+            prefix=settings.redis_prefix,
+            timeout=settings.redis_timeout_seconds,
+            retries=settings.redis_retries,
+        )
     from serving.sqlite_store import SqliteScoreStore
 
     return SqliteScoreStore.open(paths.sqlite_path)
