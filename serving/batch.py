@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import orjson
 import polars as pl
+import psutil
 
 from features.batch import build_features, collect
 from features.definitions import FEATURE_COLUMNS, FeatureConfig
@@ -204,6 +205,16 @@ def score_visitors(
             store.close()
 
 
+def _remove_dead_staging(scoring_dir: Path, name: str) -> None:
+    """Staging folders of this run left by a process that died (killed, power cut): they
+    were never renamed into place, so nothing reads them; a live writer's folder is kept."""
+    for left in scoring_dir.glob(f".{name}.*.partial"):
+        pid = left.name.removeprefix(f".{name}.").removesuffix(".partial")
+        if pid.isdigit() and not psutil.pid_exists(int(pid)):
+            log.warning("removing %s, left by a run that did not finish", left)
+            shutil.rmtree(left, ignore_errors=True)
+
+
 def _run(
     settings: ServingSettings,
     paths: ServingPaths,
@@ -243,6 +254,7 @@ def _run(
         decile_cuts=tuple(cuts.tolist()),
         ads_ev_floor=floor,
     )
+    _remove_dead_staging(paths.scoring_dir, name)
     staging = run_dir.with_name(f".{name}.{os.getpid()}.partial")
     shutil.rmtree(staging, ignore_errors=True)
     try:
