@@ -19,6 +19,7 @@ from pathlib import Path
 import polars as pl
 
 from features.events.schema import EVENT_COLUMNS, PARTITION_COLUMN
+from features.ingest.batch import IngestError
 
 EVENTS_DIR = "events"
 STAGING_DIR = "_staging"
@@ -70,12 +71,21 @@ def _by_day(events: pl.DataFrame) -> Iterator[tuple[date, pl.DataFrame]]:
         offset += length
 
 
+class LakeWriteError(IngestError):
+    """The lake could not be written (disk full, read-only, ...); nothing was added."""
+
+
 def write_partitions(events: pl.DataFrame, lake_dir: Path, ingest_id: str) -> list[Path]:
-    """Write ``events`` as one file per event date; returns the committed files."""
+    """Write ``events`` as one file per event date; returns the committed files.
+
+    All or nothing: when a write or a move fails (disk full, read-only directory), the
+    files already moved into place are taken back out and ``LakeWriteError`` says why.
+    """
     if events.is_empty():
         return []
     staging = lake_dir / STAGING_DIR / ingest_id
     staged: list[tuple[Path, Path]] = []
+    committed: list[Path] = []
     try:
         for day, part in _by_day(events):
             name = f"part-{ingest_id}.parquet"
@@ -86,9 +96,22 @@ def write_partitions(events: pl.DataFrame, lake_dir: Path, ingest_id: str) -> li
         for tmp, final in staged:
             final.parent.mkdir(parents=True, exist_ok=True)
             tmp.replace(final)
+            committed.append(final)
+    except (OSError, pl.exceptions.ComputeError) as problem:  # Polars wraps I/O errors
+        remove_files(committed)
+        raise LakeWriteError(
+            f"cannot write the event lake at {lake_dir}: {problem}; "
+            "nothing from this file was added"
+        ) from problem
     finally:
         shutil.rmtree(staging, ignore_errors=True)
-    return [final for _, final in staged]
+    return committed
+
+
+def remove_files(files: list[Path]) -> None:
+    """Best effort: take back files an unfinished ingest had moved into the lake."""
+    for path in files:
+        path.unlink(missing_ok=True)
 
 
 def record_ingest(lake_dir: Path, summary: dict[str, object]) -> None:

@@ -18,7 +18,13 @@ import polars as pl
 
 from features.events.schema import conform_events, empty_events
 from features.ingest.batch import RawBatch
-from features.ingest.lake_writer import drop_duplicates, record_ingest, write_partitions
+from features.ingest.lake_writer import (
+    LakeWriteError,
+    drop_duplicates,
+    record_ingest,
+    remove_files,
+    write_partitions,
+)
 from features.ingest.mapping import SourceMapping
 from features.ingest.prefetch import prefetched
 from features.ingest.tabular import iter_tabular
@@ -71,6 +77,7 @@ class QuarantineWriter:
 
     def __init__(self, directory: Path, ingest_id: str, file: Path) -> None:
         self.path = directory / f"{ingest_id}.csv"
+        self.ingest_id = ingest_id
         self._file = str(file)
         self.reasons: Counter[str] = Counter()
 
@@ -98,8 +105,26 @@ def ingest_batches(
     on_progress: ProgressCallback | None = None,
 ) -> IngestReport:
     """Validate ``batches`` read from ``file`` and append the accepted events to the lake."""
-    report = IngestReport(file=str(file), source=mapping.name, ingest_id=ingest_id)
     quarantine = QuarantineWriter(quarantine_dir, ingest_id, file)
+    try:
+        return _ingest(batches, file, mapping, lake_dir, quarantine, limits, on_progress)
+    except BaseException:
+        # An ingest that did not finish leaves nothing that looks finished: no quarantine
+        # file either (the lake and the manifest were never written, or were taken back).
+        quarantine.path.unlink(missing_ok=True)
+        raise
+
+
+def _ingest(
+    batches: Iterator[RawBatch],
+    file: Path,
+    mapping: SourceMapping,
+    lake_dir: Path,
+    quarantine: QuarantineWriter,
+    limits: ValidationLimits,
+    on_progress: ProgressCallback | None,
+) -> IngestReport:
+    report = IngestReport(file=str(file), source=mapping.name, ingest_id=quarantine.ingest_id)
     accepted: list[pl.DataFrame] = []
     for batch in prefetched(batches):
         validated = validate_batch(batch.records, mapping, limits)
@@ -111,7 +136,7 @@ def ingest_batches(
             on_progress(batch.rows_read)
     events = conform_events(pl.concat(accepted)) if accepted else empty_events()
     unique = drop_duplicates(events, lake_dir)
-    write_partitions(unique.events, lake_dir, ingest_id)
+    committed = write_partitions(unique.events, lake_dir, quarantine.ingest_id)
     report.accepted = unique.events.height
     report.duplicates = unique.duplicates
     report.quarantined = dict(quarantine.reasons.most_common())
@@ -121,7 +146,13 @@ def ingest_batches(
         report.first_event = unique.events.get_column("event_time").min()  # type: ignore[assignment]
         report.last_event = unique.events.get_column("event_time").max()  # type: ignore[assignment]
     report.check_balance()
-    record_ingest(lake_dir, report.to_dict())
+    try:
+        record_ingest(lake_dir, report.to_dict())
+    except OSError as problem:  # no manifest line: take the events back out too
+        remove_files(committed)
+        raise LakeWriteError(
+            f"cannot record the ingest in {lake_dir}: {problem}; nothing from this file was added"
+        ) from problem
     return report
 
 
