@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 
+from rich.console import Console
 from rich.logging import RichHandler
 
 
@@ -12,6 +13,9 @@ def configure_logging(level: str) -> None:
         level=level.upper(),
         format="%(message)s",
         datefmt="[%X]",
-        handlers=[RichHandler(rich_tracebacks=False, show_path=False)],
+        # stderr: stdout belongs to the command's output (``--json`` must stay parseable).
+        handlers=[
+            RichHandler(console=Console(stderr=True), rich_tracebacks=False, show_path=False)
+        ],
         force=True,
     )

@@ -62,7 +62,9 @@ def fit_and_evaluate(
     ``contacts`` (``visitor_id, email_status``) adds contactability segments to the report;
     ``reference`` (``visitor_id, as_of, p_true``, simulated data) adds the true-propensity
     AUC and the chosen model's fraction of it."""
-    frame = as_polars(snapshots)
+    # One row order whatever order the snapshots were collected in (a streaming collect does
+    # not keep it): LightGBM's binning and bagging, and the data hash, depend on it.
+    frame = as_polars(snapshots).sort(time_col, "visitor_id", maintain_order=True)
     split = split_by_time(
         frame,
         feature_columns,

@@ -85,3 +85,16 @@ def test_logistic_against_a_business_direction_is_not_eligible() -> None:
     assert not logistic.eligible and "n_sessions" in logistic.info["ineligible"]
     assert outcome.chosen.name == "lightgbm"
     assert "logistic" in outcome.table
+
+
+def test_row_order_of_the_snapshots_changes_nothing() -> None:
+    """A streaming collect returns rows in any order: the model and the data hash must not
+    depend on it (LightGBM's binning and bagging do)."""
+    snapshots = snapshot_stack(visitors=600, cutoffs=4, seed=4)
+    shuffled = snapshots.sample(fraction=1.0, shuffle=True, seed=5)
+    settings = BASE.model_copy(update={"n_estimators": 30})
+    first = fit_and_evaluate(snapshots, FEATURES, settings, horizon=WEEK)
+    second = fit_and_evaluate(shuffled, FEATURES, settings, horizon=WEEK)
+    assert first.lineage["data_hash"] == second.lineage["data_hash"]
+    np.testing.assert_array_equal(first.split.test.visitor_id, second.split.test.visitor_id)
+    np.testing.assert_allclose(first.chosen.probability("test"), second.chosen.probability("test"))
