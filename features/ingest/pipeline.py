@@ -7,6 +7,8 @@ reason, in a CSV file the user can open), or counted as a duplicate of an accept
 
 from __future__ import annotations
 
+import functools
+import logging
 import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -17,7 +19,7 @@ from pathlib import Path
 import polars as pl
 
 from features.events.schema import conform_events, empty_events
-from features.ingest.batch import RawBatch
+from features.ingest.batch import IngestError, RawBatch
 from features.ingest.lake_writer import (
     LakeWriteError,
     drop_duplicates,
@@ -28,8 +30,10 @@ from features.ingest.lake_writer import (
 from features.ingest.mapping import SourceMapping
 from features.ingest.prefetch import prefetched
 from features.ingest.tabular import iter_tabular
+from features.ingest.tolerant import iter_csv_tolerant
 from features.ingest.validate import ValidationLimits, validate_batch
 
+log = logging.getLogger(__name__)
 BatchReader = Callable[[Path, int], Iterator[RawBatch]]
 ProgressCallback = Callable[[int], None]
 
@@ -173,10 +177,15 @@ def ingest_file(
     reader: BatchReader | None = None,
     on_progress: ProgressCallback | None = None,
 ) -> IngestReport:
-    """Ingest one file with ``reader`` (default: the mapping's CSV/Parquet reader)."""
+    """Ingest one file with ``reader`` (default: the mapping's CSV/Parquet reader).
+
+    A delimited file the fast reader cannot get through (bytes that are not text, a line
+    that breaks the parser, a truncated or corrupt compressed stream) is read again line by
+    line (``features.ingest.tolerant``): what can be read is ingested, the rest quarantined.
+    """
     read = reader or (lambda p, rows: iter_tabular(p, mapping, rows))
-    return ingest_batches(
-        read(path, batch_rows),
+    ingest = functools.partial(
+        ingest_batches,
         file=path,
         mapping=mapping,
         lake_dir=lake_dir,
@@ -185,3 +194,12 @@ def ingest_file(
         ingest_id=ingest_id,
         on_progress=on_progress,
     )
+    try:
+        return ingest(read(path, batch_rows))
+    except IngestError as problem:
+        if reader is not None or mapping.format != "csv" or isinstance(problem, LakeWriteError):
+            raise
+        log.warning(
+            "%s: %s; reading it line by line to quarantine what is unreadable", path, problem
+        )
+        return ingest(iter_csv_tolerant(path, mapping, batch_rows))
