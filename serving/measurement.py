@@ -232,3 +232,10 @@ def measure_experiment(
 def treatment_flag(arm: pl.Series, control: Sequence[str]) -> pl.Series:
     """True for units whose arm is not one of the ``control`` values (any treatment arm)."""
     return (~arm.cast(pl.String).is_in(list(control))).alias("treated")
+
+
+def rates_frame(segments: Sequence[SegmentMeasurement]) -> pl.DataFrame:
+    """The rate comparisons as one frame: one row per segment and outcome."""
+    return pl.DataFrame(
+        [{"by": s.by, "segment": s.segment, **asdict(rate)} for s in segments for rate in s.rates]
+    )

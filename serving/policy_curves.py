@@ -27,6 +27,7 @@ from serving.routing import (
     ADS,
     EMAIL,
     HOLDOUT,
+    AdBudget,
     RoutedBatch,
     RoutingInputs,
     RoutingPolicy,
@@ -74,6 +75,13 @@ def budget_curve(
         )
         rows.append({"ad_budget": float(budget), **policy_outcome(inputs, changed)})
     return pl.DataFrame(rows)
+
+
+def unconstrained_ad_spend(inputs: RoutingInputs, policy: RoutingPolicy) -> float:
+    """Ad spend with no budget: every ad worth its cost bought. A budget above it buys nothing
+    more, so budget curves need not go further."""
+    unlimited = policy.model_copy(update={"ad_budget": AdBudget()})
+    return policy_outcome(inputs, unlimited)["ads_contacts"] * policy.ads.cost_per_contact
 
 
 def threshold_curve(

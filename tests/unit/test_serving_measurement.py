@@ -13,6 +13,7 @@ from serving.measurement import (
     compare_means,
     compare_rates,
     measure_experiment,
+    rates_frame,
     treatment_flag,
 )
 from serving.routing import ADS, EMAIL, HOLDOUT, ROUTES, RoutingInputs, RoutingPolicy, route_batch
@@ -146,3 +147,18 @@ def test_held_out_visitors_get_back_the_channel_they_were_held_from() -> None:
     # Unknown only when both draws fall under their shares and both consents are given.
     assert known.sum() >= 0.8 * held.sum()
     assert (channel[~held] == np.where(np.isin(routed, ["none"]), None, routed)[~held]).all()
+
+
+def test_rates_frame_has_a_row_per_segment_and_outcome() -> None:
+    units = _experiment(2_000, 0.1, 0.05, seed=6).with_columns(
+        visited=pl.col("converted"), segment=pl.lit("x")
+    )
+    segments = measure_experiment(
+        units, treated="treated", rates=["converted", "visited"], by=["segment"]
+    )
+    frame = rates_frame(segments)
+    assert frame.height == 4
+    assert frame.select("by", "segment", "outcome").rows()[:2] == [
+        ("all", "all", "converted"), ("all", "all", "visited"),
+    ]  # fmt: skip
+    assert frame["difference"][0] == segments[0].rates[0].difference

@@ -5,7 +5,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from serving.policy_curves import budget_curve, policy_outcome, threshold_curve
+from serving.policy_curves import (
+    budget_curve,
+    policy_outcome,
+    threshold_curve,
+    unconstrained_ad_spend,
+)
 from serving.routing import RoutingInputs, RoutingPolicy
 
 
@@ -57,3 +62,12 @@ def test_a_higher_threshold_contacts_fewer() -> None:
     contacts = curve["email_contacts"] + curve["ads_contacts"]
     assert (contacts.diff().drop_nulls() <= 0).all()
     assert contacts[-1] == 0 and contacts[0] > 0
+
+
+def test_no_budget_beyond_the_unconstrained_spend_buys_more() -> None:
+    inputs, policy = _inputs(), _policy()
+    ceiling = unconstrained_ad_spend(inputs, policy)
+    assert ceiling > 0
+    curve = budget_curve(inputs, policy, [ceiling / 2, ceiling, ceiling * 3])
+    assert curve["cost"][0] < curve["cost"][1] == curve["cost"][2]
+    assert curve["ads_contacts"][1] * 0.25 == pytest.approx(ceiling)

@@ -12,6 +12,7 @@ from training.uplift import (
     design_matrix,
     qini_coefficient,
     qini_curve,
+    qini_difference_interval,
     targeting_table,
     uplift_at_k,
 )
@@ -83,3 +84,14 @@ def test_targeting_table_has_one_row_per_ranking() -> None:
     truth, reversed_ = table.rows()
     assert truth[1] > 0 > reversed_[1]
     assert truth[2] > reversed_[2] and truth[3] == pytest.approx(reversed_[3])
+
+
+def test_qini_difference_interval_separates_a_good_ranking_from_a_bad_one() -> None:
+    _, treated, outcome, effect = _persuadable(5_000, seed=4)
+    noise = np.random.default_rng(5).random(len(effect))
+    point, low, high = qini_difference_interval(
+        effect + 1e-3 * noise, noise, treated, outcome, resamples=100
+    )
+    assert 0 < low < point < high
+    same = qini_difference_interval(noise, noise, treated, outcome, resamples=20)
+    assert same == (0.0, 0.0, 0.0)
