@@ -199,7 +199,6 @@ def ingest_file(
     except IngestError as problem:
         if reader is not None or mapping.format != "csv" or isinstance(problem, LakeWriteError):
             raise
-        log.warning(
-            "%s: %s; reading it line by line to quarantine what is unreadable", path, problem
-        )
+        # Not the message: a parser's message can quote a line, and lines carry personal data.
+        log.warning("%s: the fast reader gave up; reading it line by line", path)
         return ingest(iter_csv_tolerant(path, mapping, batch_rows))
