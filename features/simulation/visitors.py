@@ -134,6 +134,7 @@ def truth_frame(visitors: Visitors, ids: pl.Series, config: SimulationConfig) ->
             "p_buy_session": visitors.p_buy,
             "logged_in": visitors.logged_in,
             "session_minutes": np.full(n, config.session_minutes),
+            "lifetime_days": np.full(n, config.lifetime_days),
             "weekend_factor": np.full(n, config.weekend_factor),
         }
     )

@@ -19,7 +19,9 @@ from features.events.schema import (
 from features.simulation import (
     SimulatedData,
     SimulationConfig,
+    as_of_purchase_probability,
     events_for_target,
+    last_seen,
     simulate,
     true_purchase_probability,
 )
@@ -189,6 +191,38 @@ def test_true_probability_predicts_and_is_calibrated(data: SimulatedData) -> Non
     # Exactness: realised purchasers match the expected count within sampling noise.
     expected, spread = p_true.sum(), np.sqrt((p_true * (1 - p_true)).sum())
     assert abs(labels.sum() - expected) < 4 * spread
+
+
+def test_as_of_probability_infers_churn_and_is_calibrated(data: SimulatedData) -> None:
+    """What a model could at best know: churn is not observed, so a silent visitor keeps a
+    chance; still calibrated, and the same expected purchases as ``p_true`` (tower rule)."""
+    as_of, horizon = CONFIG.start + timedelta(days=45), timedelta(days=30)
+    seen = last_seen(data.events, as_of)
+    scored = (
+        as_of_purchase_probability(data.truth, seen, as_of, horizon)
+        .join(true_purchase_probability(data.truth, as_of, horizon), on="visitor_id")
+        .join(data.truth.select("visitor_id", "churn_at"), on="visitor_id")
+        .with_columns(
+            pl.col("visitor_id").is_in(_purchasers(data.events, as_of, as_of + horizon).implode())
+            .alias("bought")
+        )
+    )  # fmt: skip
+    assert scored.height == seen.height
+    p_as_of = scored.get_column("p_as_of").to_numpy()
+    labels = scored.get_column("bought").to_numpy()
+    assert np.all((p_as_of >= 0) & (p_as_of <= 1))
+    expected, spread = p_as_of.sum(), np.sqrt((p_as_of * (1 - p_as_of)).sum())
+    assert abs(labels.sum() - expected) < 4 * spread
+    assert abs(expected - scored.get_column("p_true").sum()) < spread
+    gone = scored.filter(pl.col("churn_at") <= as_of)
+    assert (gone.get_column("p_true") == 0).all() and (gone.get_column("p_as_of") > 0).all()
+    assert _auc(p_as_of, labels) < _auc(scored.get_column("p_true").to_numpy(), labels)
+    # A longer silence can only make churn more likely.
+    earlier = seen.with_columns(pl.col("last_seen") - timedelta(days=5))
+    lower = as_of_purchase_probability(data.truth, earlier, as_of, horizon)
+    both = scored.join(lower, on="visitor_id", suffix="_earlier")
+    assert both.height == scored.height
+    assert (both.get_column("p_as_of_earlier") <= both.get_column("p_as_of") + 1e-12).all()
 
 
 def test_events_for_target_hits_the_target() -> None:
