@@ -151,8 +151,10 @@ def compare_means(
     m1 = float(np.mean(treated_values)) if n1 else math.nan
     m0 = float(np.mean(control_values)) if n0 else math.nan
     low = high = p_value = math.nan
-    both_vary = np.ptp(treated_values) > 0 or np.ptp(control_values) > 0 if n1 and n0 else False
-    if n1 >= 2 and n0 >= 2 and both_vary:
+    # A group without any spread (a small holdout where nobody bought) makes Welch's test a
+    # one-sample test against an exact zero: far too sure of itself. No interval then.
+    both_vary = n1 >= 2 and n0 >= 2 and np.ptp(treated_values) > 0 and np.ptp(control_values) > 0
+    if both_vary:
         test = stats.ttest_ind(treated_values, control_values, equal_var=False)
         interval = test.confidence_interval(confidence)
         low, high, p_value = float(interval.low), float(interval.high), float(test.pvalue)

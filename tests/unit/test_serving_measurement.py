@@ -86,6 +86,13 @@ def test_revenue_difference_uses_welch() -> None:
     assert result.significant
 
 
+def test_no_revenue_interval_when_a_group_has_no_spread() -> None:
+    result = compare_means("revenue", np.array([0.0, 0.0, 50.0, 80.0]), np.zeros(38))
+    assert result.difference == pytest.approx(32.5)
+    assert np.isnan(result.difference_low) and np.isnan(result.p_value)
+    assert not result.significant
+
+
 def test_segments_find_the_effect_where_it_is() -> None:
     with_effect = _experiment(60_000, 0.02, 0.02, seed=3).with_columns(segment=pl.lit("a"))
     without = _experiment(60_000, 0.02, 0.0, seed=4).with_columns(segment=pl.lit("b"))
