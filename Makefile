@@ -9,7 +9,7 @@ INSTALLED := $(VENV)/.installed
 export PROPENSITY_SHARED_DATA ?= $(abspath ../shared/data)
 DEMO_DIR ?= .propensity
 
-.PHONY: demo test lint install lock clean
+.PHONY: demo test lint audit install lock clean
 
 $(INSTALLED): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -31,6 +31,11 @@ lint: $(INSTALLED)
 test: lint
 	$(BIN)/python -m pytest -n 2 --dist loadgroup; status=$$?; \
 	if [ $$status -eq 5 ]; then echo "pytest collected no tests" >&2; exit 1; fi; exit $$status
+
+# Known vulnerabilities in the installed dependencies (pip-audit; needs the network). Fails on
+# a vulnerability; warns without failing when the vulnerability service cannot be reached.
+audit: $(INSTALLED)
+	$(BIN)/python scripts/audit.py
 
 # Re-resolve the pinned versions after changing dependencies in pyproject.toml.
 lock:
