@@ -64,48 +64,17 @@ def ingest(
 ) -> None:
     """Validate a file and append its events to the lake; quarantine what is invalid."""
     from features.ingest.batch import IngestError
-    from features.ingest.contacts import ingest_contacts_file, merge_ads_consent
-    from features.ingest.ga4 import read_ga4_consent
     from features.ingest.mapping import MappingError
-    from features.ingest.pipeline import ingest_file, new_ingest_id
-    from features.ingest.sources import resolve_source
-    from features.ingest.validate import ValidationLimits
+    from propensity import jobs
 
     settings = _settings()
     if not file.is_file():
         raise _fail(f"{file}: no such file")
-    started = datetime.now(UTC)
-    ingest_id = new_ingest_id(started)
     try:
-        if fmt == "contacts":
-            report = ingest_contacts_file(
-                file,
-                lake_dir=settings.lake_dir,
-                quarantine_dir=settings.quarantine_dir,
-                ingest_id=ingest_id,
-            )
-        else:
-            source = resolve_source(fmt, mapping)
-            limits = ValidationLimits(
-                min_event_time=settings.ingest.min_event_time,
-                max_event_time=started + settings.ingest.max_future_skew,
-            )
-            with progress_bar(err, f"ingesting {file.name}", disable=as_json) as advance:
-                report = ingest_file(
-                    file,
-                    mapping=source.mapping,
-                    reader=source.reader,
-                    lake_dir=settings.lake_dir,
-                    quarantine_dir=settings.quarantine_dir,
-                    limits=limits,
-                    batch_rows=settings.ingest.batch_rows,
-                    ingest_id=ingest_id,
-                    on_progress=advance,
-                )
-            if fmt == "ga4":
-                report.contacts_updated = merge_ads_consent(
-                    settings.lake_dir, read_ga4_consent(file)
-                )
+        with progress_bar(
+            err, f"ingesting {file.name}", disable=as_json or fmt == "contacts"
+        ) as advance:
+            report = jobs.ingest(settings, file, fmt, mapping, on_progress=advance)
     except (IngestError, MappingError, ValueError, OSError) as problem:
         raise _fail(str(problem)) from None
     if as_json:
@@ -343,6 +312,92 @@ def measure(
         _emit_json(payload)
     else:
         out.print(measurement_table(segments, title))
+
+
+@app.command()
+def retrain(
+    source: Annotated[
+        list[Path] | None, typer.Option(help="new event file(s) to ingest first")
+    ] = None,
+    fmt: Annotated[
+        str | None, typer.Option("--format", help="format of --source (as for ingest)")
+    ] = None,
+    contacts: Annotated[
+        list[Path] | None, typer.Option(help="new contact file(s) to ingest first")
+    ] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Ingest what is new, train, and promote the challenger only if it beats the champion.
+
+    Also ingests the files waiting in RETRAIN__INBOX. Safe to re-run; exits 1 naming the
+    step that failed, with the champion and the score store untouched.
+    """
+    from propensity.retrain import RetrainFailed
+    from propensity.retrain import retrain as run_retrain
+
+    settings = _settings()
+    sources = [(p, fmt) for p in source or []] + [(p, "contacts") for p in contacts or []]
+    try:
+        with err.status("retraining: ingest, snapshots, train, compare, promote"):
+            summary = run_retrain(settings, sources, datetime.now(UTC))
+    except RetrainFailed as failure:
+        if as_json:
+            _emit_json(failure.summary.to_dict())
+        champion = failure.summary.champion_before
+        kept = f"v{champion}" if champion else "none"
+        raise _fail(f"{failure}; champion {kept} unchanged") from None
+    except RuntimeError as problem:
+        raise _fail(str(problem)) from None
+    if as_json:
+        _emit_json(summary.to_dict())
+        return
+    verdict = "promoted" if summary.promoted else "not promoted"
+    out.print(f"[bold]{verdict}[/]: {escape(summary.reason)}")
+    out.print(f"champion: v{summary.champion_before} -> v{summary.champion_after}")
+    for item in summary.ingested:
+        out.print(f"ingested {item['file']}: {item.get('accepted', 0):,} new events")
+
+
+@app.command()
+def monitor(
+    run: Annotated[
+        str | None, typer.Option(help="scoring run id to check [default: the latest run]")
+    ] = None,
+    fail_on_drift: Annotated[
+        bool, typer.Option(help="exit 2 when a column moved beyond its limits")
+    ] = False,
+    as_json: JsonOption = False,
+) -> None:
+    """Drift of the latest scoring population against the training reference, realised
+    performance of the latest run with outcomes; HTML report, MLflow run, Prometheus file."""
+    from propensity.monitor import monitor as run_monitor
+
+    settings = _settings()
+    try:
+        with err.status("monitoring: features of the scored population, drift, outcomes"):
+            result = run_monitor(settings, run_id=run)
+    except (FileNotFoundError, ValueError, LookupError) as problem:
+        raise _fail(str(problem)) from None
+    if as_json:
+        _emit_json(result.to_dict())
+    else:
+        out.print(
+            f"scoring run {result.run_id} (model v{result.model_version}): "
+            f"{result.current_rows:,} visitors vs {result.reference_rows:,} reference rows"
+        )
+        for item in sorted(result.columns, key=lambda c: -c.psi)[:10]:
+            flags = f"  [bold red]{', '.join(item.flags)}[/]" if item.flags else ""
+            out.print(f"  {item.column:<32} PSI {item.psi:7.4f}{flags}")
+        out.print(f"flagged: {', '.join(result.flagged) or 'nothing'}")
+        if result.realised is not None:
+            r = result.realised
+            out.print(
+                f"realised on {r.run_id}: ROC-AUC {r.roc_auc:.4f}, ECE {r.ece:.4f} "
+                f"({r.positives:,} buyers of {r.visitors:,})"
+            )
+        out.print(f"report: {result.report}\nmetrics: {result.textfile}")
+    if fail_on_drift and result.flagged:
+        raise typer.Exit(code=2)
 
 
 @app.command()

@@ -5,7 +5,8 @@ The one place that knows every package; each function is a few calls into them.
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -13,6 +14,7 @@ import polars as pl
 
 from features.definitions import FEATURE_COLUMNS
 from features.ingest.contacts import read_contacts
+from features.ingest.pipeline import IngestReport
 from features.lake import scan_events
 from features.snapshots import SnapshotConfig, build_snapshots
 from propensity.settings import Settings
@@ -60,12 +62,24 @@ def _whole_day(moment: datetime, *, up: bool) -> datetime:
     return day + timedelta(days=1) if up and day != moment else day
 
 
-def train(settings: Settings, *, truth: Path | None = None) -> TrainingResult:
-    """Snapshots from the lake -> every candidate -> registered challenger."""
+def training_snapshots(settings: Settings) -> tuple[SnapshotConfig, pl.DataFrame]:
+    """The labelled snapshots ``propensity train`` fits on (``snapshot_config_for_lake``)."""
     config = snapshot_config_for_lake(settings)
     frame = build_snapshots(settings.lake_dir, config)
     assert isinstance(frame, pl.LazyFrame)
-    snapshots = frame.collect(engine="streaming")
+    # A canonical row order: the streaming engine's is not stable between runs, and both the
+    # data fingerprint and LightGBM's result depend on it.
+    return config, frame.collect(engine="streaming").sort("as_of", "visitor_id")
+
+
+def train(
+    settings: Settings,
+    *,
+    truth: Path | None = None,
+    prepared: tuple[SnapshotConfig, pl.DataFrame] | None = None,
+) -> TrainingResult:
+    """Snapshots from the lake (or ``prepared`` ones) -> every candidate -> challenger."""
+    config, snapshots = prepared or training_snapshots(settings)
     return train_from_snapshots(
         snapshots,
         FEATURE_COLUMNS,
@@ -90,6 +104,54 @@ def _reference(truth: Path, config: SnapshotConfig) -> pl.DataFrame:
         )
         for moment in config.snapshot_times()
     )
+
+
+def ingest(
+    settings: Settings,
+    file: Path,
+    fmt: str | None = None,
+    mapping: Path | None = None,
+    *,
+    on_progress: Callable[[int], None] | None = None,
+) -> IngestReport:
+    """Validate one file into the lake (idempotent: events already there count as duplicates);
+    ``fmt="contacts"`` updates contactability instead."""
+    from features.ingest.contacts import ingest_contacts_file, merge_ads_consent
+    from features.ingest.ga4 import read_ga4_consent
+    from features.ingest.pipeline import ingest_file, new_ingest_id
+    from features.ingest.sources import resolve_source
+    from features.ingest.validate import ValidationLimits
+
+    if not file.is_file():
+        raise FileNotFoundError(f"{file}: no such file")
+    started = datetime.now(UTC)
+    ingest_id = new_ingest_id(started)
+    if fmt == "contacts":
+        return ingest_contacts_file(
+            file,
+            lake_dir=settings.lake_dir,
+            quarantine_dir=settings.quarantine_dir,
+            ingest_id=ingest_id,
+        )
+    source = resolve_source(fmt, mapping)
+    limits = ValidationLimits(
+        min_event_time=settings.ingest.min_event_time,
+        max_event_time=started + settings.ingest.max_future_skew,
+    )
+    report = ingest_file(
+        file,
+        mapping=source.mapping,
+        reader=source.reader,
+        lake_dir=settings.lake_dir,
+        quarantine_dir=settings.quarantine_dir,
+        limits=limits,
+        batch_rows=settings.ingest.batch_rows,
+        ingest_id=ingest_id,
+        on_progress=on_progress,
+    )
+    if fmt == "ga4":
+        report.contacts_updated = merge_ads_consent(settings.lake_dir, read_ga4_consent(file))
+    return report
 
 
 def serving_paths(settings: Settings) -> ServingPaths:

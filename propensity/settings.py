@@ -10,11 +10,12 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from features.sharding import DEFAULT_EVENTS_PER_SHARD
 from serving.measurement import MeasurementSettings
+from serving.monitoring import MonitoringSettings
 from serving.settings import ServingSettings
 from training.settings import TrainingSettings
 
@@ -59,6 +60,19 @@ class SnapshotSettings(BaseModel):
     max_snapshots: int = Field(8, ge=3, description="latest snapshots used (test, val, train)")
 
 
+class RetrainSettings(BaseModel):
+    """Where a scheduled retrain finds new files (``PROPENSITY_RETRAIN__INBOX=/srv/inbox``)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    inbox: Path | None = Field(None, description="folder of new event/contact files to ingest")
+    inbox_format: str = Field("canonical", description="format of the inbox's event files")
+    contacts_glob: str = Field("contacts*", description="inbox files that are contact files")
+    skip_unchanged: bool = Field(
+        True, description="train nothing when data and settings equal the champion's"
+    )
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="PROPENSITY_", env_nested_delimiter="__", extra="ignore"
@@ -76,6 +90,8 @@ class Settings(BaseSettings):
     training: TrainingSettings = TrainingSettings()
     serving: ServingSettings = ServingSettings()
     measurement: MeasurementSettings = MeasurementSettings()
+    monitoring: MonitoringSettings = MonitoringSettings()
+    retrain: RetrainSettings = RetrainSettings()
 
     @property
     def lake_dir(self) -> Path:

@@ -183,10 +183,21 @@ def split_by_time(
     )
 
 
+#: Precision of float columns in ``data_hash``.
+HASH_SIGNIFICANT_DIGITS = 10
+
+
 def data_hash(snapshots: pl.DataFrame | pd.DataFrame, columns: Sequence[str]) -> str:
     """SHA-256 of the named columns, row order included: the training data's fingerprint
-    (row hashes come from Polars, so compare hashes made with the same Polars version)."""
+    (row hashes come from Polars, so compare hashes made with the same Polars version).
+    Floats count to 10 significant digits: parallel sums differ in the last bits between
+    runs on the same events, and the fingerprint must not."""
     frame = as_polars(snapshots).select(columns)
+    frame = frame.with_columns(
+        pl.col(c).round_sig_figs(HASH_SIGNIFICANT_DIGITS)
+        for c, dtype in frame.schema.items()
+        if dtype.is_float()
+    )
     digest = hashlib.sha256()
     digest.update(",".join(f"{c}:{frame.schema[c]}" for c in columns).encode())
     digest.update(frame.hash_rows(seed=0).to_numpy().tobytes())

@@ -51,4 +51,7 @@ class TrainingSettings(BaseModel):
     candidates: tuple[Literal["lightgbm", "logistic"], ...] = Field(
         ("lightgbm", "logistic"), description="models eligible to become challenger"
     )
+    reference_rows: int = Field(
+        20_000, ge=100, description="test rows (features, score) kept as the monitoring reference"
+    )
     seed: int = 42

@@ -29,6 +29,8 @@ from training.scoring import BOOSTER_FILE, SPEC_FILE, Scorer
 
 MODEL_NAME = "propensity"
 EXPERIMENT = "propensity"
+#: Run artifact: a sample of the test features and scores, the monitoring reference.
+REFERENCE_ARTIFACT = "monitoring/reference.parquet"
 
 
 @dataclass(frozen=True)

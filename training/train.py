@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -30,6 +31,7 @@ from training.scoring import Scorer
 from training.settings import TrainingSettings
 from training.tracking import (
     MODEL_NAME,
+    REFERENCE_ARTIFACT,
     client_for,
     experiment_id,
     flat_metrics,
@@ -125,6 +127,7 @@ def train_from_snapshots(
     with mlflow.start_run(experiment_id=experiment_id(client, store)) as run:
         report = _write_report(outcome, data_dir / "reports" / run.info.run_id)
         _log_run(outcome, settings, report.parent)
+        _log_reference(outcome, settings.reference_rows, settings.seed)
         spec, booster = outcome.chosen.scoring_spec(), outcome.chosen.booster_text
         info = log_scoring_model(spec, booster, outcome.input_example, model_name)
     version = info.registered_model_version
@@ -173,6 +176,25 @@ def _log_run(outcome: Outcome, settings: TrainingSettings, report_dir: Path) -> 
     log_json(list(outcome.split.feature_columns), "feature_columns.json")
     log_json(outcome.lineage["snapshot_config"], "snapshot_config.json")
     mlflow.log_artifacts(str(report_dir), "report")
+
+
+def monitoring_reference(outcome: Outcome, rows: int, seed: int) -> pl.DataFrame:
+    """At most ``rows`` test rows drawn at random: the features by name, ``as_of`` and the
+    chosen model's ``score``; what ``propensity monitor`` compares scoring populations with."""
+    test = outcome.split.test
+    keep = np.sort(np.random.default_rng(seed).permutation(test.rows)[:rows])
+    columns = outcome.split.feature_columns
+    return pl.DataFrame({c: test.features[keep, i] for i, c in enumerate(columns)}).with_columns(
+        pl.Series("as_of", test.as_of[keep]),
+        pl.Series("score", outcome.chosen.probability("test")[keep]),
+    )
+
+
+def _log_reference(outcome: Outcome, rows: int, seed: int) -> None:
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / Path(REFERENCE_ARTIFACT).name
+        monitoring_reference(outcome, rows, seed).write_parquet(path)
+        mlflow.log_artifact(str(path), str(Path(REFERENCE_ARTIFACT).parent))
 
 
 def train_from_table(
