@@ -73,6 +73,13 @@ def test_logged_model_returns_the_probabilities_of_the_raw_path(
     # Columns are taken by name: a reordered frame gives the same answer.
     reordered = features[list(reversed(FEATURES))]
     np.testing.assert_allclose(loaded.predict(reordered), probability, rtol=1e-12)
+    # Signature (features by name in, one probability out) and a saved input example.
+    info = mlflow.models.get_model_info(first.model_uri)
+    assert info.signature is not None and info.signature.inputs.input_names() == list(FEATURES)
+    assert info.signature.outputs is not None
+    assert info.saved_input_example_info is not None
+    example = loaded.input_example
+    assert example is not None and list(example.columns) == list(FEATURES)
 
 
 def test_run_has_the_report_lineage_and_metrics(
