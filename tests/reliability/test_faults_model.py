@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -49,7 +51,17 @@ def _start_tracking_server(shared: World, uri: str, log: Path) -> subprocess.Pop
         ],
         stdout=log.open("wb"),
         stderr=subprocess.STDOUT,
+        start_new_session=True,  # its workers too are stopped with the group
     )
+
+
+def _stop(server: subprocess.Popen[bytes]) -> None:
+    os.killpg(server.pid, signal.SIGTERM)
+    try:
+        server.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        os.killpg(server.pid, signal.SIGKILL)
+        server.wait(timeout=30)
 
 
 def test_registry_unreachable_at_startup_then_ready_by_itself(
@@ -88,8 +100,7 @@ def test_registry_unreachable_at_startup_then_ready_by_itself(
                 == 200
             )
         finally:
-            server.terminate()
-            server.wait(timeout=30)
+            _stop(server)
 
 
 def test_alias_missing_at_startup_then_ready_by_itself(shared: World, tmp_path: Path) -> None:
