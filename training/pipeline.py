@@ -34,15 +34,17 @@ class Outcome:
     input_example: pd.DataFrame  # a few test rows, features by name, with their own dtypes
 
 
-def reference_for(reference: pl.DataFrame, split: TimeSplit, time_col: str) -> Any:
-    """``p_true`` of the test rows, in their order, from ``visitor_id, <time_col>, p_true``."""
+def reference_for(
+    reference: pl.DataFrame, split: TimeSplit, time_col: str, column: str = "p_true"
+) -> Any:
+    """``column`` of the test rows, in their order, from ``visitor_id, <time_col>, column``."""
     test = split.test
     keys = pl.DataFrame({"visitor_id": test.visitor_id, time_col: test.as_of}).with_columns(
         pl.col("visitor_id").cast(reference.schema["visitor_id"]),
         pl.col(time_col).cast(reference.schema[time_col]),
     )
     joined = keys.join(reference, on=["visitor_id", time_col], how="left", maintain_order="left")
-    return joined.get_column("p_true").to_numpy()
+    return joined.get_column(column).to_numpy()
 
 
 def fit_and_evaluate(
@@ -61,7 +63,9 @@ def fit_and_evaluate(
     """Everything but the edges. ``events`` (canonical, purchase-only data) adds BG/NBD;
     ``contacts`` (``visitor_id, email_status``) adds contactability segments to the report;
     ``reference`` (``visitor_id, as_of, p_true``, simulated data) adds the true-propensity
-    AUC and the chosen model's fraction of it."""
+    AUC and the chosen model's fraction of it; an optional ``p_as_of`` column (the best
+    probability knowable from events, ``features.simulation.as_of``) adds the same against it
+    as ``as_of_roc_auc``, ``as_of_log_loss``, ``fraction_of_as_of_auc``."""
     # One row order whatever order the snapshots were collected in (a streaming collect does
     # not keep it): LightGBM's binning and bagging, and the data hash, depend on it.
     frame = as_polars(snapshots).sort(time_col, "visitor_id", maintain_order=True)
@@ -86,10 +90,13 @@ def fit_and_evaluate(
         "horizon": None if horizon is None else str(horizon),
     }
     if reference is not None:
+        model_auc = table[chosen.name]["test"]["roc_auc"]
         truth = reference_for(reference, split, time_col)
-        lineage["reference"] = reference_metrics(
-            split.test.label, truth, table[chosen.name]["test"]["roc_auc"]
-        )
+        lineage["reference"] = reference_metrics(split.test.label, truth, model_auc)
+        if "p_as_of" in reference.columns:
+            knowable = reference_for(reference, split, time_col, "p_as_of")
+            as_of = reference_metrics(split.test.label, knowable, model_auc)
+            lineage["reference"] |= {k.replace("true", "as_of"): v for k, v in as_of.items()}
     log.info("chosen %s: test ROC-AUC %.4f", chosen.name, table[chosen.name]["test"]["roc_auc"])
     return Outcome(
         split, candidates, table, chosen, lineage, input_example(frame, feature_columns, time_col)

@@ -4,6 +4,7 @@ close the chosen model gets to the known true propensity."""
 from __future__ import annotations
 
 import numpy as np
+import polars as pl
 import pytest
 
 from tests.model.synthetic_snapshots import FEATURES, WEEK, snapshot_stack
@@ -29,7 +30,8 @@ def trained() -> Outcome:
         FEATURES,
         BASE,
         horizon=WEEK,
-        reference=snapshots.select("visitor_id", "as_of", "p_true"),
+        # p_as_of: any second reference; half of p_true ranks the same, fits worse.
+        reference=snapshots.select("visitor_id", "as_of", "p_true", p_as_of=0.5 * pl.col("p_true")),
     )
 
 
@@ -50,6 +52,9 @@ def test_more_add_to_carts_never_lowers_the_score(trained: Outcome) -> None:
 def test_chosen_model_reaches_most_of_the_true_propensity_auc(trained: Outcome) -> None:
     reference = trained.lineage["reference"]
     assert reference["fraction_of_true_auc"] > 0.9
+    assert reference["as_of_roc_auc"] == pytest.approx(reference["true_roc_auc"])
+    assert reference["fraction_of_as_of_auc"] == pytest.approx(reference["fraction_of_true_auc"])
+    assert reference["as_of_log_loss"] > reference["true_log_loss"]
     assert (
         trained.table["lightgbm"]["test"]["roc_auc"]
         > trained.table["rule"]["test"]["roc_auc"] - 0.02
