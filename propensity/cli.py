@@ -355,7 +355,7 @@ def retrain(
     out.print(f"[bold]{verdict}[/]: {escape(summary.reason)}")
     out.print(f"champion: v{summary.champion_before} -> v{summary.champion_after}")
     for item in summary.ingested:
-        out.print(f"ingested {item['file']}: {item.get('accepted', 0):,} new events")
+        out.print(f"ingested {item['file']}: {item.get('accepted', 0):,} new rows")
 
 
 @app.command()

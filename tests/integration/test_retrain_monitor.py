@@ -25,7 +25,7 @@ runner = CliRunner()
 #: Features computed from prices or revenue: the only ones tripling prices may move.
 PRICE_FEATURES = {
     "value_carts_abandoned", "mean_price_viewed", "max_price_viewed", "revenue",
-    "avg_order_value", "refund_revenue",
+    "avg_order_value", "refund_amount",
 }  # fmt: skip
 
 
