@@ -6,6 +6,7 @@ accepted rows and the quarantine file exactly the quarantined ones."""
 from __future__ import annotations
 
 import gzip
+import re
 import tempfile
 from datetime import UTC, datetime
 from pathlib import Path
@@ -60,8 +61,8 @@ def _check_accounting(report: IngestReport, folder: Path) -> None:
         assert report.quarantine_file is None
 
 
-def _data_lines(data: bytes) -> int:
-    return sum(1 for line in data.split(b"\n")[1:] if line.strip())
+def _data_lines(data: bytes, breaks: bytes) -> int:
+    return sum(1 for line in re.split(breaks, data)[1:] if line.strip())
 
 
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -77,7 +78,13 @@ def test_random_byte_flips_never_crash_nor_drop_a_line(
     with tempfile.TemporaryDirectory() as folder:
         report, where = _ingest(bytes(damaged), "flipped.csv", Path(folder))
         _check_accounting(report, where)
-        assert report.rows_read == _data_lines(bytes(damaged))
+        # A flipped byte can make a lone CR, a line break to the fast reader (Arrow) but not
+        # to the line-by-line one: either way every line is counted.
+        assert (
+            _data_lines(bytes(damaged), rb"\n")
+            <= report.rows_read
+            <= _data_lines(bytes(damaged), rb"\r\n|\r|\n")
+        )
 
 
 @pytest.mark.parametrize("keep", [0.05, 0.5, 0.95])
