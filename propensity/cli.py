@@ -353,7 +353,10 @@ def retrain(
         return
     verdict = "promoted" if summary.promoted else "not promoted"
     out.print(f"[bold]{verdict}[/]: {escape(summary.reason)}")
-    out.print(f"champion: v{summary.champion_before} -> v{summary.champion_after}")
+    before, after = (
+        f"v{v}" if v else "none" for v in (summary.champion_before, summary.champion_after)
+    )
+    out.print(f"champion: {before} -> {after}")
     for item in summary.ingested:
         out.print(f"ingested {item['file']}: {item.get('accepted', 0):,} new rows")
 

@@ -11,6 +11,7 @@ import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
+import mlflow
 import polars as pl
 import pytest
 from typer.testing import CliRunner
@@ -114,6 +115,10 @@ def test_a_failing_step_leaves_champion_and_score_store_and_exits_non_zero(
     assert "Traceback" not in result.output
     assert _champion(env) == champion
     assert hashlib.sha256(store.read_bytes()).hexdigest() == before
+    runs = mlflow.search_runs(experiment_names=["propensity-retrain"], output_format="list")
+    latest = max(runs, key=lambda run: run.info.start_time)
+    assert latest.info.status == "FAILED"
+    assert latest.data.tags["retrain.step.train"] == "failed"
     assert scored["model_version"] == champion
 
 
@@ -139,7 +144,7 @@ def test_monitor_flags_the_shifted_features_and_not_the_others(
     # An older run (its purchases have arrived since), then the latest population.
     _json(["score", "--as-of", older], env)
     _json(["score", "--as-of", f"{last:%Y-%m-%d}T23:59:59Z"], env)
-    report = _json(["monitor"], env)
+    report = _json(["monitor", "--fail-on-drift"], env, code=2)
     flagged = set(report["flagged"])  # type: ignore[call-overload]
     assert {"mean_price_viewed", "max_price_viewed"} <= flagged
     assert flagged - {"score"} <= PRICE_FEATURES, flagged
