@@ -89,19 +89,24 @@ def train(
         snapshot_config=config.model_dump(mode="json"),
         events=scan_events(settings.lake_dir),
         contacts=read_contacts(settings.lake_dir),
-        reference=_reference(truth, config) if truth else None,
+        reference=_reference(truth, config, settings.lake_dir) if truth else None,
     )
 
 
-def _reference(truth: Path, config: SnapshotConfig) -> pl.DataFrame:
-    """The simulator's exact purchase probability at every snapshot (the best achievable)."""
-    from features.simulation import true_purchase_probability
+def _reference(truth: Path, config: SnapshotConfig, lake_dir: Path) -> pl.DataFrame:
+    """The simulator's exact purchase probability at every snapshot, and the best one
+    knowable from the lake's events (churn inferred, ``features.simulation.as_of``)."""
+    from features.simulation import as_of_purchase_probability, last_seen, true_purchase_probability
 
-    latent = pl.read_parquet(truth)
+    latent, events = pl.read_parquet(truth), scan_events(lake_dir)
     return pl.concat(
-        true_purchase_probability(latent, moment, config.horizon).with_columns(
-            pl.lit(moment).alias("as_of")
+        true_purchase_probability(latent, moment, config.horizon)
+        .join(
+            as_of_purchase_probability(latent, last_seen(events, moment), moment, config.horizon),
+            on="visitor_id",
+            how="left",
         )
+        .with_columns(pl.lit(moment).alias("as_of"))
         for moment in config.snapshot_times()
     )
 

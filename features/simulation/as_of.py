@@ -24,15 +24,18 @@ from features.simulation.visitors import US_PER_DAY
 GRID = 128
 
 
-def last_seen(events: pl.DataFrame, as_of: datetime) -> pl.DataFrame:
-    """``visitor_id, last_seen``: each visitor's last session event strictly before ``as_of``.
+def last_seen(events: pl.DataFrame | pl.LazyFrame, as_of: datetime) -> pl.DataFrame:
+    """``visitor_id, last_seen``: each visitor's last session event strictly before ``as_of``
+    (canonical events, in memory or a lazy scan of the lake).
 
     Refunds are left out: they arrive days after the purchase, not in a session.
     """
     return (
-        events.filter((pl.col("event_time") < as_of) & (pl.col("event_name") != "refund"))
+        events.lazy()
+        .filter((pl.col("event_time") < as_of) & (pl.col("event_name") != "refund"))
         .group_by("visitor_id")
         .agg(pl.col("event_time").max().alias("last_seen"))
+        .collect()
     )
 
 
