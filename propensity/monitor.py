@@ -22,6 +22,7 @@ import orjson
 import polars as pl
 
 from features.batch import build_features, collect
+from features.definitions import FeatureConfig
 from features.lake import scan_events
 from propensity.jobs import serving_paths
 from propensity.settings import Settings
@@ -100,7 +101,11 @@ def current_population(settings: Settings, scores: pl.DataFrame, as_of: datetime
         settings.monitoring.sample_rows,
         settings.monitoring.seed,
     )
-    features = collect(build_features(settings.lake_dir, as_of))
+    # Features depend on each visitor's own events only: compute them for the sample alone.
+    window = scan_events(settings.lake_dir, start=as_of - FeatureConfig().lookback, end=as_of)
+    ids = picked.get_column("visitor_id").implode()
+    events = window.filter(pl.col("visitor_id").is_in(ids))
+    features = collect(build_features(events, as_of))
     return picked.join(features, on="visitor_id", how="left")
 
 
