@@ -18,7 +18,6 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import orjson
-import polars as pl
 from anyio import to_thread
 from fastapi import FastAPI, Request
 from fastapi.responses import PlainTextResponse, Response
@@ -63,6 +62,7 @@ from serving.store import ScoreStore, StoreUnavailable
 log = logging.getLogger(__name__)
 Clock = Callable[[], datetime]
 JSON = "application/json"
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 #: Documented problem answers: ``application/problem+json`` bodies with the ``Problem`` shape.
 _PROBLEMS: dict[int | str, dict[str, Any]] = {
     status: {"content": {PROBLEM_TYPE: {"schema": Problem.model_json_schema()}}}
@@ -170,7 +170,7 @@ def _register_scoring(app: FastAPI, clock: Clock) -> None:
         scorer, store = served.scorer, state.store
         if body.events is not None:
             _check_size(state.settings, len(body.events))
-            accepted, rejected = state.intake.check(body.visitor_id, body.events)
+            accepted, rejected = state.intake.accept(body.visitor_id, body.events)
             if rejected:
                 raise ProblemError(
                     422,
@@ -178,9 +178,8 @@ def _register_scoring(app: FastAPI, clock: Clock) -> None:
                     f"{len(rejected)} event(s) rejected",
                     errors=[r.model_dump() for r in rejected],
                 )
-            latest = accepted.get_column("event_time").max() if accepted.height else None
-            as_of = _as_of(body.as_of, now, latest)  # type: ignore[arg-type]
-            features = scorer.features_from_events(accepted.to_dicts(), as_of)
+            as_of = _as_of(body.as_of, now, _latest(accepted))
+            features = scorer.features_from_events(accepted, as_of)
         else:
             as_of = _as_of(body.as_of, now, None)
             try:
@@ -201,7 +200,7 @@ def _register_scoring(app: FastAPI, clock: Clock) -> None:
         responses={200: {"model": EventsResponse}, **_PROBLEMS},
         tags=["events"],
     )
-    def post_events(
+    async def post_events(
         body: EventsRequest, served: ServedDep, store: StoreDep, state: StateDep
     ) -> Response:
         """Append a visitor's new events and return the re-scored, re-routed visitor. Bad
@@ -209,8 +208,27 @@ def _register_scoring(app: FastAPI, clock: Clock) -> None:
         now = clock()
         _check_size(state.settings, len(body.events))
         _check_as_of(state.settings, body.as_of, now)
-        apply = functools.partial(_apply_events, body, served, store, state, now)
-        return _json(state.intake.run(body.visitor_id, body.events, apply))
+        # A few threads of its own (``event_threads``): many threads fighting over the GIL
+        # while holding a visitor's lock would stretch every request.
+        work = functools.partial(_post_events, body, served, store, state, now)
+        return _json(await to_thread.run_sync(work, limiter=state.event_limiter()))
+
+
+def _post_events(
+    body: EventsRequest, served: Served, store: ScoreStore, state: ServingState, now: datetime
+) -> bytes:
+    checked = state.intake.accept(body.visitor_id, body.events)
+    # One visitor's append, re-read, re-score and store run one at a time (no lost update);
+    # other visitors go on in parallel.
+    with state.visitor_lock(body.visitor_id):
+        return _apply_events(body, served, store, state, now, checked)
+
+
+def _latest(accepted: list[dict[str, Any]]) -> datetime | None:
+    """The time of the latest accepted history event (None for none)."""
+    if not accepted:
+        return None
+    return _EPOCH + timedelta(microseconds=max(e["event_time"] for e in accepted))
 
 
 def _apply_events(
@@ -219,15 +237,15 @@ def _apply_events(
     store: ScoreStore,
     state: ServingState,
     now: datetime,
-    checked: tuple[pl.DataFrame, list[Rejection]],
+    checked: tuple[list[dict[str, Any]], list[Rejection]],
 ) -> bytes:
     """Append the accepted events, re-score and re-route the visitor, store the record;
-    the response body. Runs in the intake thread (``EventIntake.run``)."""
+    the response body. The caller holds the visitor's lock."""
     accepted, rejected = checked
     settings = state.settings
-    state.metrics.events.labels("accepted").inc(accepted.height)
+    state.metrics.events.labels("accepted").inc(len(accepted))
     state.metrics.events.labels("rejected").inc(len(rejected))
-    if accepted.is_empty():
+    if not accepted:
         raise ProblemError(
             422,
             "No valid events",
@@ -239,7 +257,7 @@ def _apply_events(
     history = read_history(
         visitor.batch_history, visitor.posted_events, settings.max_history_events
     )
-    as_of = _as_of(body.as_of, now, accepted.get_column("event_time").max())  # type: ignore[arg-type]
+    as_of = _as_of(body.as_of, now, _latest(accepted))
     contact = (
         Contact(**body.contactability.model_dump())
         if body.contactability
@@ -256,7 +274,7 @@ def _apply_events(
     store.put_record(body.visitor_id, record)
     state.metrics.scores.labels(orjson.loads(record)["route"], "events").inc()
     payload = {
-        "accepted": accepted.height,
+        "accepted": len(accepted),
         "rejected": [r.model_dump() for r in rejected],
         "score": orjson.Fragment(record),
     }

@@ -10,7 +10,7 @@ and keeps the latest ``keep``.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -43,14 +43,20 @@ def batch_histories(
     )
 
 
-def encode_events(accepted: pl.DataFrame) -> list[bytes]:
-    """Each canonical event row as stored JSON (the same fields and values as a batch
-    history; a request's few rows are cheaper in plain Python than through Polars)."""
+def event_dicts(accepted: pl.DataFrame) -> list[dict[str, Any]]:
+    """Canonical event rows as history events (``HISTORY_FIELDS``, time in microseconds)."""
     fields = HISTORY_FIELDS[1:]
     return [
-        orjson.dumps({"event_time": to_micros(row["event_time"]), **{f: row[f] for f in fields}})
-        for row in accepted.iter_rows(named=True)
+        {"event_time": to_micros(row[0]), **dict(zip(fields, row[1:], strict=True))}
+        for row in accepted.select(HISTORY_FIELDS).rows()
     ]
+
+
+def encode_events(accepted: pl.DataFrame | Sequence[Mapping[str, Any]]) -> list[bytes]:
+    """Each event as stored JSON (the same fields and values as a batch history): canonical
+    rows, or history events (``event_dicts``, ``serving.intake.plain_events``)."""
+    events = event_dicts(accepted) if isinstance(accepted, pl.DataFrame) else accepted
+    return [orjson.dumps({f: event[f] for f in HISTORY_FIELDS}) for event in events]
 
 
 def read_history(

@@ -22,7 +22,7 @@ from serving.champion import LoadedModel
 from serving.model import top_contributions
 from serving.records import real_time_record
 from serving.routing import REASONS, ROUTES
-from serving.scoring import decile_of, model_columns, score_and_route
+from serving.scoring import ROUTING_FEATURES, decile_of, model_columns, score_and_route
 from serving.settings import ServingSettings
 from serving.store import RunInfo
 
@@ -51,7 +51,10 @@ class RealTimeScorer:
         self.loaded = loaded
         self.settings = settings
         self.columns = model_columns(loaded.model)
-        self.evaluator = OnlineFeatureEvaluator()
+        # Only what the model and routing read: the rest would not change the answer.
+        self.evaluator = OnlineFeatureEvaluator(
+            only={*loaded.model.feature_names, *ROUTING_FEATURES}
+        )
         self._position = {name: i for i, name in enumerate(FEATURE_COLUMNS)}
 
     def features_from_events(

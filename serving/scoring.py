@@ -18,8 +18,9 @@ from serving.holdout import VisitorIds
 from serving.model import Matrix, ScoringModel
 from serving.routing import RoutedBatch, RoutingInputs, RoutingPolicy, route_batch
 
-_DAYS_SINCE_PURCHASE = FEATURE_COLUMNS.index("days_since_last_purchase")
-_ORDER_VALUE = FEATURE_COLUMNS.index("avg_order_value")
+#: The features routing reads besides the score (days since purchase, order value).
+ROUTING_FEATURES = ("days_since_last_purchase", "avg_order_value")
+_DAYS_SINCE_PURCHASE, _ORDER_VALUE = (FEATURE_COLUMNS.index(n) for n in ROUTING_FEATURES)
 DECILE_QUANTILES = tuple(q / 10 for q in range(1, 10))
 
 

@@ -6,7 +6,10 @@ writes the new tables in several short transactions (readers and real-time write
 blocked), then recreates the view and the ``current`` pointer in one transaction: SQLite DDL
 is transactional, so the switch is atomic. Old and orphaned generations are dropped after.
 
-One connection per thread (FastAPI runs plain ``def`` routes in a thread pool).
+One connection per thread (FastAPI runs plain ``def`` routes in a thread pool). Real-time
+writes of one process take turns on a lock before they ask SQLite for its write lock: SQLite's
+busy handler sleeps milliseconds between retries, which under concurrent writers costs far
+more than waiting on a Python lock (other processes still meet the busy timeout).
 """
 
 from __future__ import annotations
@@ -48,6 +51,7 @@ class SqliteScoreStore:
         self._local = threading.local()
         self._all: list[sqlite3.Connection] = []
         self._lock = threading.Lock()
+        self._write = threading.Lock()
 
     @classmethod
     def open(cls, path: Path) -> SqliteScoreStore:
@@ -161,7 +165,7 @@ class SqliteScoreStore:
 
     def append_events(self, visitor_id: str, events: Sequence[bytes], keep: int) -> None:
         db = self._db()
-        with db:
+        with self._write, db:
             db.execute("BEGIN IMMEDIATE")
             _, table = _tables(self._current(db) or 0)
             db.executemany(
@@ -176,7 +180,7 @@ class SqliteScoreStore:
 
     def put_record(self, visitor_id: str, record: bytes) -> None:
         db = self._db()
-        with db:
+        with self._write, db:
             db.execute("BEGIN IMMEDIATE")
             scores, _ = _tables(self._current(db) or 0)
             db.execute(

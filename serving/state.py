@@ -14,6 +14,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from anyio import CapacityLimiter
+
 from features.ingest.validate import ValidationLimits
 from serving.champion import (
     LoadedModel,
@@ -29,6 +31,8 @@ from serving.store import ScoreStore, StoreUnavailable, open_store
 
 log = logging.getLogger(__name__)
 Clock = Callable[[], datetime]
+#: Locks shared by all visitors of a process; two visitors share one with odds 1/this.
+_VISITOR_LOCK_STRIPES = 256
 
 
 @dataclass(frozen=True)
@@ -61,6 +65,19 @@ class ServingState:
         self._reload_lock = threading.Lock()
         self._store_lock = threading.Lock()
         self._keys = [k.get_secret_value().encode() for k in settings.api_keys]
+        self._event_limiter: CapacityLimiter | None = None
+        self._visitor_locks = [threading.Lock() for _ in range(_VISITOR_LOCK_STRIPES)]
+
+    def event_limiter(self) -> CapacityLimiter:
+        """Threads that process posted events (created on first use, in the event loop)."""
+        if self._event_limiter is None:
+            self._event_limiter = CapacityLimiter(self.settings.event_threads)
+        return self._event_limiter
+
+    def visitor_lock(self, visitor_id: str) -> threading.Lock:
+        """The lock that serialises real-time writes of one visitor in this process (striped:
+        visitors share a fixed set of locks, so memory stays bounded)."""
+        return self._visitor_locks[hash(visitor_id) % _VISITOR_LOCK_STRIPES]
 
     def event_limits(self) -> ValidationLimits:
         """Ingestion's time bounds for posted events, as of now."""

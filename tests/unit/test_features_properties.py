@@ -111,3 +111,18 @@ def test_feature_columns_and_dtypes_are_stable(history: list[dict[str, Any]]) ->
     assert all(features[c].null_count() == 0 for c in counts)
     assert (features["n_events"] > 0).all()
     assert np.isfinite(features.select(list(counts)).to_numpy()).all()
+
+
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(history=event_lists(), picked=st.sets(st.sampled_from(FEATURE_COLUMNS), min_size=1))
+def test_an_evaluator_for_some_features_gives_those_unchanged(
+    history: list[dict[str, Any]], picked: set[str]
+) -> None:
+    """Evaluating a subset (and what it derives from) changes none of its values; features
+    outside it are left NaN."""
+    full = OnlineFeatureEvaluator().vector(history, AS_OF)
+    some = OnlineFeatureEvaluator(only=picked).vector(history, AS_OF)
+    chosen = np.array([name in picked for name in FEATURE_COLUMNS])
+    np.testing.assert_array_equal(some[chosen], full[chosen])
+    skipped = OnlineFeatureEvaluator(only={"n_events"}).vector(history, AS_OF)
+    assert np.isnan(np.delete(skipped, FEATURE_COLUMNS.index("n_events"))).all()
