@@ -348,6 +348,17 @@ def _register_operations(app: FastAPI) -> None:
         )
 
 
+async def _retry_model(state: ServingState, every: float) -> None:
+    """Startup loaded no model (registry down, no champion yet): try again until one loads,
+    so the process becomes ready by itself; alias polling, if set, takes over after."""
+    while state.served is None:
+        await asyncio.sleep(every)
+        try:
+            await to_thread.run_sync(state.reload)
+        except Exception:  # reload reports its own failures; this loop must not die
+            log.exception("model retry failed")
+
+
 async def _poll_alias(state: ServingState, every: float) -> None:
     """Reload when the alias moves (or first points somewhere); never dies of an error."""
     while True:
@@ -389,11 +400,17 @@ def create_app(
             if settings.alias_poll_seconds
             else None
         )
+        retry = (
+            asyncio.create_task(_retry_model(state, settings.model_retry_seconds))
+            if settings.model_retry_seconds and state.served is None
+            else None
+        )
         try:
             yield
         finally:
-            if poll is not None:
-                poll.cancel()
+            for task in (poll, retry):
+                if task is not None:
+                    task.cancel()
             state.close()
 
     app = FastAPI(

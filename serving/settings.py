@@ -66,6 +66,9 @@ class ServingSettings(BaseModel):
     alias_poll_seconds: float | None = Field(
         None, gt=0, description="check the alias this often and swap in a new champion"
     )
+    model_retry_seconds: float | None = Field(
+        10.0, gt=0, description="while no model is loaded, try loading again this often"
+    )
     max_future_skew_seconds: float = Field(
         86_400, ge=0, description="posted events later than now + this are rejected"
     )

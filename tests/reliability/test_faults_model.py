@@ -73,7 +73,8 @@ def test_registry_unreachable_at_startup_then_ready_by_itself(
     _, run, visitors = scored
     paths = shared.paths(run)
     paths = type(paths)(paths.lake_dir, paths.outputs_dir, paths.serving_dir, uri)
-    polled = settings(model_uri=f"models:/{name}@champion", alias_poll_seconds=0.5)
+    # No alias polling: the retry while no model is loaded (model_retry_seconds) suffices.
+    polled = settings(model_uri=f"models:/{name}@champion", model_retry_seconds=0.5)
     started = time.monotonic()
     with TestClient(create_app(polled, paths)) as live:
         assert time.monotonic() - started < 30, "startup waited too long on the registry"
@@ -103,10 +104,20 @@ def test_registry_unreachable_at_startup_then_ready_by_itself(
             _stop(server)
 
 
-def test_alias_missing_at_startup_then_ready_by_itself(shared: World, tmp_path: Path) -> None:
-    name = "fault-no-alias"
-    paths = shared.paths("fault-no-alias")
-    polled = settings(model_uri=f"models:/{name}@champion", alias_poll_seconds=0.2)
+@pytest.mark.parametrize(
+    "recovery",
+    [
+        {"model_retry_seconds": 0.2},
+        {"model_retry_seconds": None, "alias_poll_seconds": 0.2},
+    ],
+    ids=["retry", "alias-poll"],
+)
+def test_alias_missing_at_startup_then_ready_by_itself(
+    shared: World, recovery: dict[str, float | None]
+) -> None:
+    name = f"fault-no-alias-{len(recovery)}"
+    paths = shared.paths(name)
+    polled = settings(model_uri=f"models:/{name}@champion", **recovery)
     with TestClient(create_app(polled, paths)) as live:
         ready = live.get("/readyz")
         assert ready.status_code == 503 and ready.json()["ready"] is False
