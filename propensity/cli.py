@@ -209,7 +209,12 @@ def promote(
     from training.train import promote_challenger
 
     settings = _settings()
-    result = promote_challenger(settings.data_dir, datetime.now(UTC), force=force)
+    result = promote_challenger(
+        settings.data_dir,
+        datetime.now(UTC),
+        force=force,
+        min_auc_gain=settings.training.promotion_min_auc_gain,
+    )
     if as_json:
         _emit_json(result.to_dict())
     else:

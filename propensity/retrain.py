@@ -156,7 +156,11 @@ def retrain(
             summary.test_metrics = {
                 k: float(v) for k, v in result.metrics[result.chosen]["test"].items()
             }
-            decision = step("promote", lambda: promote_challenger(settings.data_dir, now))
+            gain = settings.training.promotion_min_auc_gain
+            decision = step(
+                "promote",
+                lambda: promote_challenger(settings.data_dir, now, min_auc_gain=gain),
+            )
             summary.promoted, summary.reason = decision.promoted, decision.reason
             summary.champion_after = decision.champion_version
             if not decision.promoted and decision.challenger_version:

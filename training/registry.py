@@ -39,10 +39,16 @@ class Decision:
 
 
 def promotion_decision(
-    challenger: Mapping[str, float], champion: Mapping[str, float] | None, force: bool = False
+    challenger: Mapping[str, float],
+    champion: Mapping[str, float] | None,
+    force: bool = False,
+    *,
+    min_auc_gain: float = 0.0,
 ) -> Decision:
-    """Promote only when the challenger has higher ROC-AUC *and* lower log loss than the
-    champion on the same out-of-time test; with no champion, promote; ``force`` overrides."""
+    """Promote only when the challenger has higher ROC-AUC (by more than ``min_auc_gain``)
+    *and* lower log loss than the champion on the same out-of-time test; with no champion,
+    promote; ``force`` overrides. The margin keeps a retrain on the same events, whose
+    features differ only by float summation order, from winning by noise."""
     if champion is None:
         return Decision(True, "no champion yet")
     auc, champion_auc = challenger["roc_auc"], champion["roc_auc"]
@@ -50,7 +56,9 @@ def promotion_decision(
     comparison = (
         f"ROC-AUC {auc:.4f} vs {champion_auc:.4f}, log loss {loss:.4f} vs {champion_loss:.4f}"
     )
-    if auc > champion_auc and loss < champion_loss:
+    if min_auc_gain > 0:
+        comparison += f" (ROC-AUC must gain more than {min_auc_gain:g})"
+    if auc - champion_auc > min_auc_gain and loss < champion_loss:
         return Decision(True, f"challenger beats champion on the same test: {comparison}")
     if force:
         return Decision(True, f"forced although the challenger does not beat it: {comparison}")
@@ -124,7 +132,12 @@ def _champion_metrics(tags: Mapping[str, str], champion: str | None) -> dict[str
 
 
 def promote(
-    client: MlflowClient, now: datetime, *, name: str = "propensity", force: bool = False
+    client: MlflowClient,
+    now: datetime,
+    *,
+    name: str = "propensity",
+    force: bool = False,
+    min_auc_gain: float = 0.0,
 ) -> PromotionResult:
     """Move ``champion`` to the challenger when it wins (see ``promotion_decision``)."""
     challenger = alias_version(client, name, CHALLENGER)
@@ -143,7 +156,9 @@ def promote(
             "test set (it changed, or lacks features): retrain, or --force",
         )
     else:
-        decision = promotion_decision(challenger_metrics, champion_metrics, force)
+        decision = promotion_decision(
+            challenger_metrics, champion_metrics, force, min_auc_gain=min_auc_gain
+        )
         if champion is not None and champion_metrics is None:
             decision = Decision(True, f"forced without comparison to champion v{champion}")
     _audit(client, name, challenger, now, decision, challenger_metrics, champion_metrics, champion)

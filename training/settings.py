@@ -51,6 +51,9 @@ class TrainingSettings(BaseModel):
     candidates: tuple[Literal["lightgbm", "logistic"], ...] = Field(
         ("lightgbm", "logistic"), description="models eligible to become challenger"
     )
+    promotion_min_auc_gain: float = Field(
+        0.001, ge=0, lt=1, description="ROC-AUC a challenger must gain over the champion"
+    )
     reference_rows: int = Field(
         20_000, ge=100, description="test rows (features, score) kept as the monitoring reference"
     )

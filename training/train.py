@@ -227,8 +227,14 @@ def train_from_table(
 
 
 def promote_challenger(
-    data_dir: Path, now: datetime, *, force: bool = False, model_name: str = MODEL_NAME
+    data_dir: Path,
+    now: datetime,
+    *,
+    force: bool = False,
+    model_name: str = MODEL_NAME,
+    min_auc_gain: float = 0.0,
 ) -> PromotionResult:
     """``propensity promote``: move ``champion`` to the challenger if it wins on the same
     out-of-time test (``training.registry.promote``); ``now`` is stamped in the audit tags."""
-    return promote(client_for(resolve_store(data_dir)), now, name=model_name, force=force)
+    client = client_for(resolve_store(data_dir))
+    return promote(client, now, name=model_name, force=force, min_auc_gain=min_auc_gain)

@@ -27,6 +27,16 @@ def test_a_better_challenger_or_no_champion_is_promoted() -> None:
     assert promotion_decision({"roc_auc": 0.5, "log_loss": 1.0}, None).promote
 
 
+def test_a_gain_within_the_margin_is_refused() -> None:
+    """A retrain on the same events wins or loses by float noise: the margin refuses it."""
+    noise = {"roc_auc": 0.80004, "log_loss": 0.29999}
+    assert promotion_decision(noise, CHAMPION).promote
+    refused = promotion_decision(noise, CHAMPION, min_auc_gain=0.001)
+    assert not refused.promote and "must gain more than 0.001" in refused.reason
+    clear = promotion_decision({"roc_auc": 0.802, "log_loss": 0.29}, CHAMPION, min_auc_gain=0.001)
+    assert clear.promote
+
+
 def test_force_promotes_and_says_so() -> None:
     forced = promotion_decision({"roc_auc": 0.7, "log_loss": 0.4}, CHAMPION, force=True)
     assert forced.promote and forced.reason.startswith("forced")
