@@ -25,8 +25,10 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import mlflow
+import polars as pl
 
 from features.definitions import FEATURE_COLUMNS
+from features.snapshots import SnapshotConfig
 from propensity import jobs
 from propensity.settings import Settings
 from training.data import data_hash
@@ -142,9 +144,7 @@ def retrain(
         inbox = inbox_sources(settings)
         summary.ingested = step("ingest", lambda: _ingest(settings, [*sources, *inbox]))
         step("inbox", lambda: _archive(settings, [path for path, _ in inbox]))
-        prepared = step("snapshots", lambda: jobs.training_snapshots(settings))
-        columns = ["visitor_id", "as_of", "label", *FEATURE_COLUMNS]
-        summary.data_hash = data_hash(prepared[1], columns)
+        prepared, summary.data_hash = step("snapshots", lambda: _snapshots(settings))
         unchanged = step("compare", lambda: _unchanged(settings, summary.data_hash or ""))
         if unchanged is not None:
             summary.steps.update(train="skipped", promote="skipped")
@@ -167,6 +167,13 @@ def retrain(
                 summary.reason = f"challenger v{decision.challenger_version}: {decision.reason}"
         summary.retrain_run_id = step("log", lambda: _log_summary(settings, summary, "FINISHED"))
     return summary
+
+
+def _snapshots(settings: Settings) -> tuple[tuple[SnapshotConfig, pl.DataFrame], str]:
+    """The training snapshots and their fingerprint (as the training run logs it)."""
+    prepared = jobs.training_snapshots(settings)
+    columns = ["visitor_id", "as_of", "label", *FEATURE_COLUMNS]
+    return prepared, data_hash(prepared[1], columns)
 
 
 def _champion(settings: Settings) -> str | None:

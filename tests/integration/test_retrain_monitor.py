@@ -9,6 +9,7 @@ import hashlib
 import json
 import shutil
 from collections.abc import Iterator
+from datetime import datetime
 from pathlib import Path
 
 import mlflow
@@ -20,7 +21,8 @@ from features.simulation import SimulationConfig, simulate
 from features.simulation.writer import write_simulation
 from propensity.cli import app
 
-# One worker runs this module in file order: the tests share one data directory.
+# The tests share one data directory per worker; each asks for the state it needs through
+# the module fixtures below, so they pass in file order on one worker or split across two.
 pytestmark = pytest.mark.xdist_group("retrain_monitor")
 runner = CliRunner()
 #: Features computed from prices or revenue: the only ones tripling prices may move.
@@ -66,17 +68,28 @@ def _champion(env: dict[str, str]) -> str | None:
     return alias_version(client, "propensity", CHAMPION)
 
 
-def test_retrain_twice_promotes_once_and_says_why(
-    env: dict[str, str], shop: dict[str, Path]
-) -> None:
-    first = _json(
+@pytest.fixture(scope="module")
+def first(env: dict[str, str], shop: dict[str, Path]) -> dict[str, object]:
+    """The first retrain: ingests the shop and makes the first champion."""
+    return _json(
         ["retrain", "--source", str(shop["events"]), "--contacts", str(shop["contacts"])], env
     )
+
+
+@pytest.fixture(scope="module")
+def scored(env: dict[str, str], first: dict[str, object]) -> dict[str, object]:
+    """The champion's scoring run of the unchanged shop."""
+    return _json(["score"], env)
+
+
+def test_retrain_twice_promotes_once_and_says_why(
+    env: dict[str, str], shop: dict[str, Path], first: dict[str, object]
+) -> None:
     assert first["promoted"] is True and first["champion_after"] == first["challenger_version"]
     assert first["ingested"][0]["accepted"] > 0  # type: ignore[index]
     # The same events again, dropped in the inbox: nothing new, nothing trained.
     inbox = Path(env["PROPENSITY_RETRAIN__INBOX"])
-    inbox.mkdir()
+    inbox.mkdir(exist_ok=True)
     shutil.copy(shop["events"], inbox / "events.csv")
     second = _json(["retrain"], env)
     assert second["promoted"] is False
@@ -90,7 +103,9 @@ def test_retrain_twice_promotes_once_and_says_why(
     assert second["champion_after"] == first["champion_after"] == _champion(env)
 
 
-def test_retrain_without_the_shortcut_is_refused_by_the_gate(env: dict[str, str]) -> None:
+def test_retrain_without_the_shortcut_is_refused_by_the_gate(
+    env: dict[str, str], first: dict[str, object]
+) -> None:
     """Same data, trained again: the challenger must not win on the champion's test."""
     champion = _champion(env)
     third = _json(["retrain"], {**env, "PROPENSITY_RETRAIN__SKIP_UNCHANGED": "false"})
@@ -100,9 +115,8 @@ def test_retrain_without_the_shortcut_is_refused_by_the_gate(env: dict[str, str]
 
 
 def test_a_failing_step_leaves_champion_and_score_store_and_exits_non_zero(
-    env: dict[str, str],
+    env: dict[str, str], scored: dict[str, object]
 ) -> None:
-    scored = _json(["score"], env)
     store = Path(env["PROPENSITY_DATA_DIR"]) / "serving" / "scores.sqlite"
     before = hashlib.sha256(store.read_bytes()).hexdigest()
     champion = _champion(env)
@@ -122,7 +136,9 @@ def test_a_failing_step_leaves_champion_and_score_store_and_exits_non_zero(
     assert scored["model_version"] == champion
 
 
-def test_monitor_on_the_unchanged_population_flags_nothing(env: dict[str, str]) -> None:
+def test_monitor_on_the_unchanged_population_flags_nothing(
+    env: dict[str, str], scored: dict[str, object]
+) -> None:
     report = _json(["monitor"], env)
     assert report["flagged"] == [], report["flagged"]
     assert report["current_rows"] > 500 and report["reference_rows"] > 500  # type: ignore[operator]
@@ -130,8 +146,9 @@ def test_monitor_on_the_unchanged_population_flags_nothing(env: dict[str, str]) 
 
 
 def test_monitor_flags_the_shifted_features_and_not_the_others(
-    env: dict[str, str], shop: dict[str, Path]
+    env: dict[str, str], shop: dict[str, Path], scored: dict[str, object]
 ) -> None:
+    """Last in the file: it replaces the lake with the shifted events."""
     data_dir = Path(env["PROPENSITY_DATA_DIR"])
     events = pl.read_csv(shop["events"], infer_schema_length=None)
     shifted = data_dir.parent / "shifted.csv"
@@ -139,7 +156,7 @@ def test_monitor_flags_the_shifted_features_and_not_the_others(
     shutil.rmtree(data_dir / "lake" / "events")
     assert _json(["ingest", str(shifted)], env)["accepted"] == events.height
     last = events.get_column("event_time").str.to_datetime(time_zone="UTC").max()
-    assert last is not None
+    assert isinstance(last, datetime)
     older = f"{last:%Y-%m}-01T00:00:00Z"
     # An older run (its purchases have arrived since), then the latest population.
     _json(["score", "--as-of", older], env)
