@@ -96,7 +96,7 @@ def plain_events(
             or not all(_plain_text(getattr(event, f)) for f in _TEXT_FIELDS)
             or not (_plain_number(event.price) and _plain_number(event.revenue))
             or not _plain_number(quantity)
-            or (quantity is not None and quantity != int(quantity))
+            or (quantity is not None and (quantity != int(quantity) or quantity > _EXACT_INT))
         ):
             return None
         try:

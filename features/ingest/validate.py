@@ -27,6 +27,9 @@ STRING_FIELDS = (
     "user_id",
 )
 MAX_ID_LENGTH = 256
+#: Quantities above this are not counts (and would overflow Int64): 2**53 is the largest
+#: integer a float holds exactly.
+MAX_QUANTITY = float(2**53)
 _ISO_FORMATS_WITH_OFFSET = ("%Y-%m-%dT%H:%M:%S%.f%z", "%Y-%m-%d %H:%M:%S%.f%z")
 _ISO_FORMATS_ZULU = ("%Y-%m-%dT%H:%M:%S%.fZ", "%Y-%m-%d %H:%M:%S%.fZ")
 _ISO_FORMATS_LOCAL = ("%Y-%m-%dT%H:%M:%S%.f", "%Y-%m-%d %H:%M:%S%.f", "%Y-%m-%d")
@@ -204,7 +207,13 @@ def _rules() -> list[tuple[str, pl.Expr, str]]:
         ("unknown_event_name", ~pl.col("event_name").is_in(EVENT_NAMES), "_raw_event_name"),
         ("bad_price", _bad_number("price"), "_raw_price"),
         ("negative_price", pl.col("price") < 0, "price"),
-        ("bad_quantity", _bad_number("quantity") | (quantity != quantity.round()), "_raw_quantity"),
+        (
+            "bad_quantity",
+            _bad_number("quantity")
+            | (quantity != quantity.round())
+            | (quantity.abs() > MAX_QUANTITY),
+            "_raw_quantity",
+        ),
         ("negative_quantity", quantity < 0, "_raw_quantity"),
         ("bad_revenue", _bad_number("revenue"), "_raw_revenue"),
         ("negative_revenue", pl.col("revenue") < 0, "revenue"),

@@ -117,7 +117,7 @@ numbers = st.one_of(
     st.none(),
     st.integers(-5, 2**60),
     st.floats(-1e15, 1e15),
-    st.sampled_from([0.5, 2.0, -0.0, 2.0**53, 2**53, "3", " 4 "]),
+    st.sampled_from([0.5, 2.0, -0.0, 2.0**53, 2**53, 1e19, 2**64, "3", " 4 "]),
 )
 texts = st.one_of(st.none(), st.text(max_size=8), st.sampled_from([" a", "b ", "", "\x00c"]))
 any_events = st.builds(

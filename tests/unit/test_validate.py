@@ -165,3 +165,17 @@ def test_every_record_is_accepted_or_quarantined_exactly_once(
     assert result.accepted.height + result.quarantined.height == len(rows)
     assert result.quarantined.get_column("reason").null_count() == 0
     assert result.accepted.get_column("event_time").null_count() == 0
+
+
+def test_quantities_too_large_to_be_counts_are_quarantined(limits: ValidationLimits) -> None:
+    records = _records(
+        who=["a", "b", "c"],
+        when=["2024-01-01"] * 3,
+        what=["add_to_cart"] * 3,
+        qty=["3", "1e19", "-1e300"],
+    )
+    result = validate_batch(records, _mapping(columns={
+        "visitor_id": "who", "event_time": "when", "event_name": "what", "quantity": "qty"
+    }), limits)  # fmt: skip
+    assert result.accepted.get_column("quantity").to_list() == [3]
+    assert result.quarantined.get_column("reason").to_list() == ["bad_quantity"] * 2
