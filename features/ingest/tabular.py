@@ -144,6 +144,17 @@ def iter_parquet(path: Path, mapping: SourceMapping, batch_rows: int) -> Iterato
         yield RawBatch(frame.with_columns(rows.alias(LINE_COLUMN)), unreadable_lines([]))
 
 
+def is_parquet(path: Path) -> bool:
+    """Whether ``path`` starts with Parquet's magic bytes (whatever its name or mapping)."""
+    try:
+        with path.open("rb") as file:
+            return file.read(4) == b"PAR1"
+    except OSError:
+        return False
+
+
 def iter_tabular(path: Path, mapping: SourceMapping, batch_rows: int) -> Iterator[RawBatch]:
-    reader = iter_parquet if mapping.format == "parquet" else iter_csv
+    """A mapping's columns from CSV or Parquet: a Parquet file is read as Parquet even under
+    a mapping written for CSV, so one mapping serves both exports of a source."""
+    reader = iter_parquet if mapping.format == "parquet" or is_parquet(path) else iter_csv
     return reader(path, mapping, batch_rows)

@@ -105,3 +105,19 @@ def test_features_in_visitor_shards_equal_the_single_plan(tmp_path: Path) -> Non
     whole = collect(build_features(events, AS_OF)).sort("visitor_id")
     assert sharded.equals(whole)
     assert json.loads(result.stdout)["visitors"] == whole.height
+
+
+def test_simulated_parquet_is_ingested_as_canonical_events(tmp_path: Path) -> None:
+    env = _env(tmp_path)
+    simulated = runner.invoke(
+        app,
+        ["simulate", "--visitors", "200", "--days", "10", "--format", "parquet", "--json"],
+        env=env,
+    )
+    assert simulated.exit_code == 0, simulated.output
+    files = json.loads(simulated.stdout)["files"]
+    events = json.loads(simulated.stdout)["events"]
+    ingested = runner.invoke(app, ["ingest", files["events"], "--json"], env=env)
+    assert ingested.exit_code == 0, ingested.output
+    summary = json.loads(ingested.stdout)
+    assert summary["rows_read"] == events and summary["accepted"] == events
