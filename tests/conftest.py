@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -32,3 +33,18 @@ def shared_data() -> Path:
     if not path.is_dir():
         pytest.skip(f"PROPENSITY_SHARED_DATA={path} does not exist: real-data test skipped")
     return path
+
+
+@pytest.fixture(autouse=True)
+def _mlflow_globals_restored() -> Iterator[None]:
+    """``mlflow.set_tracking_uri`` is process-wide and exports MLFLOW_TRACKING_URI: undo it
+    after each test so that one test's store never receives another test's runs."""
+    import mlflow
+
+    tracking, registry = (os.environ.get(k) for k in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI"))
+    yield
+    mlflow.set_tracking_uri(tracking)  # type: ignore[arg-type]  # None: back to the default
+    mlflow.set_registry_uri(registry)  # type: ignore[arg-type]
+    for key, value in (("MLFLOW_TRACKING_URI", tracking), ("MLFLOW_REGISTRY_URI", registry)):
+        if value is None:
+            os.environ.pop(key, None)

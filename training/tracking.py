@@ -42,11 +42,15 @@ class Store:
 def resolve_store(data_dir: Path, environ: Mapping[str, str] | None = None) -> Store:
     """The embedded default under ``data_dir``, unless ``MLFLOW_TRACKING_URI`` is set."""
     env = os.environ if environ is None else environ
-    if env.get("MLFLOW_TRACKING_URI"):
-        return Store(env["MLFLOW_TRACKING_URI"], None)
     root = (data_dir / "mlflow").resolve()
+    embedded = f"sqlite:///{root / 'mlflow.db'}"
+    # mlflow.set_tracking_uri (in client_for) exports MLFLOW_TRACKING_URI: our own embedded
+    # store seen there again keeps its artifact folder (else artifacts would land in ./mlruns).
+    configured = env.get("MLFLOW_TRACKING_URI")
+    if configured and configured != embedded:
+        return Store(configured, None)
     root.mkdir(parents=True, exist_ok=True)
-    return Store(f"sqlite:///{root / 'mlflow.db'}", (root / "artifacts").as_uri())
+    return Store(embedded, (root / "artifacts").as_uri())
 
 
 def client_for(store: Store) -> MlflowClient:

@@ -49,3 +49,11 @@ def test_tracking_store_defaults_under_data_dir_and_env_overrides(tmp_path: Path
     override = resolve_store(tmp_path, environ={"MLFLOW_TRACKING_URI": "http://127.0.0.1:5000"})
     assert override.tracking_uri == "http://127.0.0.1:5000"
     assert override.artifact_location is None
+
+
+def test_our_own_store_exported_by_mlflow_keeps_its_artifact_folder(tmp_path: Path) -> None:
+    """``mlflow.set_tracking_uri`` exports MLFLOW_TRACKING_URI; seeing our embedded store
+    there again must not drop its artifact folder (artifacts would go to ./mlruns)."""
+    default = resolve_store(tmp_path, environ={})
+    again = resolve_store(tmp_path, environ={"MLFLOW_TRACKING_URI": default.tracking_uri})
+    assert again == default
