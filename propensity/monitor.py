@@ -36,7 +36,13 @@ from serving.monitoring import (
     realised_performance,
     sample,
 )
-from training.tracking import EXPERIMENT, REFERENCE_ARTIFACT, client_for, resolve_store
+from training.tracking import (
+    EXPERIMENT,
+    REFERENCE_ARTIFACT,
+    client_for,
+    experiment_id,
+    resolve_store,
+)
 
 log = logging.getLogger(__name__)
 MONITOR_EXPERIMENT = f"{EXPERIMENT}-monitoring"
@@ -171,19 +177,14 @@ def monitor(settings: Settings, *, run_id: str | None = None) -> MonitorResult:
 def _log_to_mlflow(settings: Settings, result: MonitorResult) -> str:
     store = resolve_store(settings.data_dir)
     client = client_for(store)
-    experiment = client.get_experiment_by_name(MONITOR_EXPERIMENT)
-    experiment_id = (
-        experiment.experiment_id
-        if experiment is not None
-        else client.create_experiment(MONITOR_EXPERIMENT, store.artifact_location)
-    )
+    experiment = experiment_id(client, store, MONITOR_EXPERIMENT)
     metrics = {f"psi.{c.column}": c.psi for c in result.columns}
     metrics["flagged_columns"] = float(len(result.flagged))
     if result.realised is not None and result.realised.roc_auc == result.realised.roc_auc:
         metrics["realised.roc_auc"] = result.realised.roc_auc
     if result.realised is not None:
         metrics["realised.ece"] = result.realised.ece
-    with mlflow.start_run(experiment_id=experiment_id, run_name=result.run_id) as run:
+    with mlflow.start_run(experiment_id=experiment, run_name=result.run_id) as run:
         mlflow.set_tags({
             "scoring_run": result.run_id, "model_version": result.model_version,
             "flagged": ",".join(result.flagged) or "-",

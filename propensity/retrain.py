@@ -33,7 +33,7 @@ from propensity import jobs
 from propensity.settings import Settings
 from training.data import data_hash
 from training.registry import CHAMPION, alias_version
-from training.tracking import EXPERIMENT, MODEL_NAME, client_for, resolve_store
+from training.tracking import EXPERIMENT, MODEL_NAME, client_for, experiment_id, resolve_store
 from training.train import promote_challenger
 
 log = logging.getLogger(__name__)
@@ -213,13 +213,8 @@ def _log_summary(settings: Settings, summary: RetrainSummary, status: str) -> st
     try:
         store = resolve_store(settings.data_dir)
         client = client_for(store)
-        existing = client.get_experiment_by_name(RETRAIN_EXPERIMENT)
-        experiment_id = (
-            existing.experiment_id
-            if existing is not None
-            else client.create_experiment(RETRAIN_EXPERIMENT, store.artifact_location)
-        )
-        with mlflow.start_run(experiment_id=experiment_id) as run:
+        experiment = experiment_id(client, store, RETRAIN_EXPERIMENT)
+        with mlflow.start_run(experiment_id=experiment) as run:
             mlflow.set_tags({
                 "retrain.promoted": str(summary.promoted).lower(),
                 "retrain.reason": summary.reason[:5000],
