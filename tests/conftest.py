@@ -35,16 +35,20 @@ def shared_data() -> Path:
     return path
 
 
+#: MLflow's process-wide URIs as the test session found them (before any fixture ran).
+_MLFLOW_URIS = {k: os.environ.get(k) for k in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")}
+
+
 @pytest.fixture(autouse=True)
 def _mlflow_globals_restored() -> Iterator[None]:
-    """``mlflow.set_tracking_uri`` is process-wide and exports MLFLOW_TRACKING_URI: undo it
-    after each test so that one test's store never receives another test's runs."""
+    """``mlflow.set_tracking_uri`` is process-wide and exports MLFLOW_TRACKING_URI, so a
+    store set up by one test or fixture would receive the runs of a later test that relies
+    on the environment: put them back as the session found them after each test."""
     import mlflow
 
-    tracking, registry = (os.environ.get(k) for k in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI"))
     yield
-    mlflow.set_tracking_uri(tracking)  # type: ignore[arg-type]  # None: back to the default
-    mlflow.set_registry_uri(registry)  # type: ignore[arg-type]
-    for key, value in (("MLFLOW_TRACKING_URI", tracking), ("MLFLOW_REGISTRY_URI", registry)):
+    mlflow.set_tracking_uri(_MLFLOW_URIS["MLFLOW_TRACKING_URI"])  # type: ignore[arg-type]
+    mlflow.set_registry_uri(_MLFLOW_URIS["MLFLOW_REGISTRY_URI"])  # type: ignore[arg-type]
+    for key, value in _MLFLOW_URIS.items():  # None means: back to MLflow's default
         if value is None:
             os.environ.pop(key, None)
