@@ -19,7 +19,6 @@ previous run's files, store and pointer as they were. Idempotent: a run is named
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 import shutil
@@ -73,7 +72,7 @@ def default_as_of(lake_dir: Path) -> datetime:
 
 
 def run_name(as_of: datetime, model_version: str, settings: ServingSettings) -> str:
-    policy = hashlib.sha256(settings.routing.model_dump_json().encode()).hexdigest()[:8]
+    policy = settings.routing.fingerprint()
     return f"{as_of.astimezone(UTC):%Y%m%dT%H%M%S%fZ}-v{model_version}-{policy}"
 
 

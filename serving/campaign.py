@@ -16,7 +16,6 @@ otherwise left out of the per-route comparisons. If the policy has changed since
 
 from __future__ import annotations
 
-import hashlib
 import logging
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -74,11 +73,6 @@ def run_dir_of(scoring_dir: Path, run_id: str | None) -> Path:
     if not (folder / "scores.parquet").is_file():
         raise FileNotFoundError(f"{folder} holds no scores.parquet")
     return folder
-
-
-def policy_hash(policy: RoutingPolicy) -> str:
-    """The policy part of a run id (as ``serving.batch.run_name`` writes it)."""
-    return hashlib.sha256(policy.model_dump_json().encode()).hexdigest()[:8]
 
 
 def observed_outcomes(lake_dir: Path, as_of: datetime, horizon: timedelta) -> pl.DataFrame:
@@ -153,7 +147,7 @@ def measure_scoring_run(
     if scores.is_empty():
         raise ValueError(f"{folder}: the run scored nobody")
     as_of: datetime = scores.get_column("as_of")[0]
-    matches = folder.name.endswith(f"-{policy_hash(policy)}")
+    matches = folder.name.endswith(f"-{policy.fingerprint()}")
     if matches:
         channel = intended_channel(scores, read_contacts(lake_dir), policy)
     else:

@@ -23,6 +23,7 @@ deterministic share of each channel's audience is held out: ``holdout``/``holdou
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from typing import Literal
 
@@ -99,6 +100,10 @@ class RoutingPolicy(BaseModel):
     campaign_salt: str = Field(
         "propensity", min_length=1, description="change it to draw a new holdout"
     )
+
+    def fingerprint(self) -> str:
+        """Eight hex digits that change with any setting: part of a scoring run's id."""
+        return hashlib.sha256(self.model_dump_json().encode()).hexdigest()[:8]
 
 
 @dataclass(frozen=True)

@@ -118,3 +118,20 @@ def test_realised_performance_of_a_perfect_ranking() -> None:
     assert result.positives == 25 and result.visitors == 50
     assert sum(rows for _, _, rows in result.reliability) == 50
     assert np.isnan(realised_performance("run", np.zeros(5), score[:5], 10).roc_auc)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    scores=arrays(np.float64, st.integers(1, 300), elements=st.floats(0, 1)),
+    seed=st.integers(0, 2**16),
+    bins=st.integers(1, 20),
+)
+def test_realised_ece_is_the_training_reports_ece(scores: np.ndarray, seed: int, bins: int) -> None:
+    """Monitoring cannot import ``training`` (serving never does), so it has its own ECE; a
+    realised ECE is only comparable with the model's test ECE if the two agree."""
+    from training.metrics import expected_calibration_error as training_ece
+
+    labels = (np.random.default_rng(seed).random(scores.size) < scores).astype(np.int64)
+    assert expected_calibration_error(labels, scores, bins) == pytest.approx(
+        training_ece(labels, scores, n_bins=bins), abs=1e-12
+    )
