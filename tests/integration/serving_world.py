@@ -83,3 +83,18 @@ def world(factory: pytest.TempPathFactory) -> World:
         version = register_tiny_model(uri, root / "artifacts")
         _WORLDS[root] = World(root, lake, uri, version, events)
     return _WORLDS[root]
+
+
+KEY = {"X-API-Key": API_KEY}
+
+
+def event(**overrides: object) -> dict[str, object]:
+    """One valid posted event (an add to cart), with ``overrides``."""
+    return {
+        "event_time": "2024-02-09T10:00:00Z",
+        "event_name": "add_to_cart",
+        "item_id": "sku-1",
+        "price": 19.9,
+        "quantity": 1,
+        **overrides,
+    }

@@ -12,9 +12,7 @@ from fastapi.testclient import TestClient
 from serving.api import create_app
 from serving.batch import score_visitors
 from serving.schemas import EventsResponse, VisitorScore
-from tests.integration.serving_world import API_KEY, World, register_tiny_model, settings, world
-
-KEY = {"X-API-Key": API_KEY}
+from tests.integration.serving_world import KEY, World, event, register_tiny_model, settings, world
 
 
 @pytest.fixture(scope="session")
@@ -38,17 +36,6 @@ def client(scored: tuple[World, list[str]]) -> Iterator[TestClient]:
         yield test_client
 
 
-def _event(**overrides: Any) -> dict[str, Any]:
-    return {
-        "event_time": "2024-02-09T10:00:00Z",
-        "event_name": "add_to_cart",
-        "item_id": "sku-1",
-        "price": 19.9,
-        "quantity": 1,
-        **overrides,
-    }
-
-
 def test_lookup_known_and_unknown(client: TestClient, scored: tuple[World, list[str]]) -> None:
     visitor = scored[1][0]
     found = client.get(f"/v1/visitors/{visitor}")
@@ -64,7 +51,7 @@ def test_events_rescore_and_are_stored(client: TestClient, scored: tuple[World, 
     visitor = scored[1][1]
     body = {
         "visitor_id": visitor,
-        "events": [_event(), _event(event_name="teleport"), _event(event_time="yesterday")],
+        "events": [event(), event(event_name="teleport"), event(event_time="yesterday")],
     }
     answer = client.post("/v1/events", json=body, headers=KEY)
     assert answer.status_code == 200, answer.text
@@ -79,14 +66,14 @@ def test_events_rescore_and_are_stored(client: TestClient, scored: tuple[World, 
     assert stored["scored_at"] == answer.json()["score"]["scored_at"]
     again = client.post(
         "/v1/events",
-        json={"visitor_id": visitor, "events": [_event(event_time="nonsense")]},
+        json={"visitor_id": visitor, "events": [event(event_time="nonsense")]},
         headers=KEY,
     )
     assert again.status_code == 422 and again.json()["errors"][0]["reason"] == "bad_timestamp"
 
 
 def test_write_routes_need_a_valid_key(client: TestClient) -> None:
-    body = {"visitor_id": "v", "events": [_event()]}
+    body = {"visitor_id": "v", "events": [event()]}
     assert client.post("/v1/events", json=body).status_code == 401
     assert client.post("/v1/events", json=body, headers={"X-API-Key": "wrong"}).status_code == 401
     assert client.post("/v1/admin/reload").status_code == 401
@@ -105,13 +92,13 @@ def test_reads_can_be_closed(scored: tuple[World, list[str]]) -> None:
     [
         {"visitor_id": "v"},
         {"visitor_id": "v", "events": [{"event_name": "view_item"}]},
-        {"visitor_id": "v", "events": [_event(colour="red")]},
-        {"visitor_id": "", "events": [_event()]},
-        {"visitor_id": "v" * 300, "events": [_event()]},
-        {"visitor_id": "v", "events": [_event(price="free", quantity=-1)]},
-        {"visitor_id": "v", "events": [_event(event_time=10**30)]},
-        {"visitor_id": "v", "events": [_event(visitor_id="someone-else")]},
-        {"visitor_id": "v", "events": [_event()], "as_of": "2024-01-01T00:00:00"},
+        {"visitor_id": "v", "events": [event(colour="red")]},
+        {"visitor_id": "", "events": [event()]},
+        {"visitor_id": "v" * 300, "events": [event()]},
+        {"visitor_id": "v", "events": [event(price="free", quantity=-1)]},
+        {"visitor_id": "v", "events": [event(event_time=10**30)]},
+        {"visitor_id": "v", "events": [event(visitor_id="someone-else")]},
+        {"visitor_id": "v", "events": [event()], "as_of": "2024-01-01T00:00:00"},
         [1, 2, 3],
     ],
 )
@@ -128,7 +115,7 @@ def test_posting_no_events_is_422(client: TestClient) -> None:
 
 
 def test_too_many_events_is_413(client: TestClient) -> None:
-    body = {"visitor_id": "v", "events": [_event()] * 501}
+    body = {"visitor_id": "v", "events": [event()] * 501}
     assert client.post("/v1/events", json=body, headers=KEY).status_code == 413
 
 
@@ -154,7 +141,7 @@ def test_without_a_model_the_app_starts_but_is_not_ready(shared: World) -> None:
         assert bare.get("/healthz").status_code == 200
         ready = bare.get("/readyz")
         assert ready.status_code == 503 and "absent" in ready.json()["reason"]
-        scoring = bare.post("/v1/score", json={"visitor_id": "v", "events": [_event()]})
+        scoring = bare.post("/v1/score", json={"visitor_id": "v", "events": [event()]})
         assert scoring.status_code == 503 and "absent" in scoring.json()["detail"]
         assert bare.get("/v1/model").status_code == 503
 
@@ -232,7 +219,7 @@ def test_redis_backend_end_to_end(shared: World, tmp_path: Any) -> None:
             posted = live.post(
                 "/v1/events",
                 headers=KEY,
-                json={"visitor_id": first["visitor_id"], "events": [_event()]},
+                json={"visitor_id": first["visitor_id"], "events": [event()]},
             )
             assert posted.status_code == 200
             assert live.get(f"/v1/visitors/{first['visitor_id']}").json()["source"] == "real_time"

@@ -11,9 +11,9 @@ from fastapi.testclient import TestClient
 
 from serving.api import create_app
 from serving.batch import score_visitors
-from tests.integration.serving_world import API_KEY, World, settings, world
+from tests.integration.serving_world import KEY, World, event, settings, world
 
-KEY = {"X-API-Key": API_KEY}
+__all__ = ["KEY", "event"]  # the reliability tests import them from here
 
 
 @pytest.fixture(scope="session")
@@ -35,14 +35,3 @@ def client(scored: tuple[World, str, list[str]]) -> Iterator[TestClient]:
     shared, name, _ = scored
     with TestClient(create_app(settings(), shared.paths(name))) as live:
         yield live
-
-
-def event(**overrides: object) -> dict[str, object]:
-    return {
-        "event_time": "2024-02-09T10:00:00Z",
-        "event_name": "add_to_cart",
-        "item_id": "sku-1",
-        "price": 19.9,
-        "quantity": 1,
-        **overrides,
-    }
