@@ -50,6 +50,8 @@ def iter_csv(path: Path, mapping: SourceMapping, batch_rows: int) -> Iterator[Ra
     invalid: list[tuple[int, str, str, str]] = []
 
     def on_invalid(row: pacsv.InvalidRow) -> str:
+        if "\n" in row.text or "\r" in row.text:
+            return "error"  # a record across lines (stray quote): see _spans_lines
         line = row.number if row.number is not None else -1
         detail = f"expected {row.expected_columns} fields, found {row.actual_columns}"
         invalid.append((line, "unparseable_line", detail, row.text))
@@ -94,6 +96,11 @@ def iter_csv(path: Path, mapping: SourceMapping, batch_rows: int) -> Iterator[Ra
         invalid_before.extend(line for line, *_ in invalid[len(invalid_before) - seen :])
         frame = pl.from_arrow(arrow_batch)
         assert isinstance(frame, pl.DataFrame)
+        if _spans_lines(frame):
+            # A stray quote makes Arrow read the lines up to the next quote as one value
+            # (whatever newlines_in_values says): lines would vanish into one record and line
+            # numbers drift. Events never hold a line break, so the file is damaged.
+            raise IngestError(f"{path}: a quoted value spans lines after line ~{read_so_far + 1}")
         ordinals = np.arange(read_so_far, read_so_far + frame.height, dtype=np.int64)
         lines = _physical_lines(ordinals, invalid_before, first_data_line=2)
         read_so_far += frame.height
@@ -106,6 +113,12 @@ def iter_csv(path: Path, mapping: SourceMapping, batch_rows: int) -> Iterator[Ra
     if pending or invalid:
         records = pl.concat(pending, rechunk=True) if pending else _empty_records(found)
         yield RawBatch(records, unreadable_lines(invalid))
+
+
+def _spans_lines(frame: pl.DataFrame) -> bool:
+    """Whether any value holds a line break (a record read across several lines)."""
+    spans = frame.select(pl.any_horizontal(pl.all().str.contains(r"[\r\n]").any()))
+    return bool(spans.item())
 
 
 def _header(path: Path, mapping: SourceMapping) -> list[str]:

@@ -87,6 +87,21 @@ def test_random_byte_flips_never_crash_nor_drop_a_line(
         )
 
 
+def test_a_stray_quote_does_not_swallow_the_lines_after_it(clean: bytes, tmp_path: Path) -> None:
+    """Arrow reads from a stray quote to the next one as one value, across lines; every line
+    must still be read on its own (the quoted ones quarantined), with its own line number."""
+    lines = clean.split(b"\n")
+    lines[5] = lines[5].replace(b",", b',"', 1)  # opens a quote that line 40 closes
+    lines[40] = lines[40].replace(b",", b'",', 1)
+    damaged = b"\n".join(lines)
+    report, folder = _ingest(damaged, "quoted.csv", tmp_path)
+    _check_accounting(report, folder)
+    assert report.rows_read == _data_lines(damaged, rb"\n")
+    quarantined = pl.read_csv(folder / "quarantine" / "damaged.csv", infer_schema=False)
+    # Line 6 no longer splits into the header's fields; line 41 does (its id keeps the quote).
+    assert set(quarantined.get_column("line").cast(int)) == {6}
+
+
 @pytest.mark.parametrize("keep", [0.05, 0.5, 0.95])
 def test_truncated_gzip_keeps_what_was_read_and_quarantines_the_tail(
     clean: bytes, keep: float, tmp_path: Path
