@@ -41,6 +41,10 @@ class ServingSettings(BaseModel):
         (), description="keys accepted in the X-API-Key header; write routes need one"
     )
     read_requires_key: bool = Field(False, description="close read routes to callers without a key")
+    lookups_without_model: bool = Field(
+        False,
+        description="answer lookups from the store while no model is loaded (else 503)",
+    )
     routing: RoutingPolicy = RoutingPolicy()
     max_events_per_request: int = Field(500, gt=0, description="events in one POST at most")
     max_body_bytes: int = Field(

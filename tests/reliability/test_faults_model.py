@@ -90,18 +90,35 @@ def test_registry_unreachable_at_startup_then_ready_by_itself(
             "/v1/events", json={"visitor_id": "v", "events": [event()]}, headers=KEY
         )
         assert posting.status_code == 503
-        # Stored batch scores need no model: they are still served, from the store.
-        assert live.get(f"/v1/visitors/{visitors[0]}").status_code == 200
+        lookup = live.get(f"/v1/visitors/{visitors[0]}")
+        assert lookup.status_code == 503 and lookup.json()["title"] == "Model not loaded"
+        assert "registry did not answer" in lookup.json()["detail"]
         server = _start_tracking_server(shared, uri, tmp_path / "mlflow-server.log")
         try:
             _wait_ready(live, within=120)
             assert live.get("/v1/model").json()["version"] == "1"
+            assert live.get(f"/v1/visitors/{visitors[0]}").status_code == 200
             assert (
                 live.post("/v1/score", json={"visitor_id": "v", "events": [event()]}).status_code
                 == 200
             )
         finally:
             _stop(server)
+
+
+def test_stored_scores_served_without_model_when_configured(
+    shared: World, scored: tuple[World, str, list[str]]
+) -> None:
+    _, run, visitors = scored
+    opened = settings(model_uri="models:/fault-never-registered@champion", model_retry_seconds=None)
+    with TestClient(
+        create_app(opened.model_copy(update={"lookups_without_model": True}), shared.paths(run))
+    ) as live:
+        assert live.get("/readyz").status_code == 503
+        assert live.get(f"/v1/visitors/{visitors[0]}").status_code == 200
+        assert (
+            live.post("/v1/score", json={"visitor_id": "v", "events": [event()]}).status_code == 503
+        )
 
 
 @pytest.mark.parametrize(
