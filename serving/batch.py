@@ -184,6 +184,7 @@ def score_visitors(
         tracking_uri=paths.tracking_uri,
         cache_dir=paths.model_cache_dir,
         predictor=settings.predictor,
+        compile_timeout_seconds=settings.compile_timeout_seconds,
     )
     own_store = store is None
     store = store or open_store(settings, paths)

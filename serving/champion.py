@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from features.definitions import FEATURE_COLUMNS
-from serving.model import SPEC_FILE, PredictorKind, SpecModel
+from serving.model import COMPILE_TIMEOUT_SECONDS, SPEC_FILE, PredictorKind, SpecModel
 
 log = logging.getLogger(__name__)
 
@@ -102,7 +102,12 @@ def _download(artifact_uri: str, target: Path, tracking_uri: str | None) -> None
 
 
 def load_registered_model(
-    model_uri: str, *, tracking_uri: str | None, cache_dir: Path, predictor: PredictorKind
+    model_uri: str,
+    *,
+    tracking_uri: str | None,
+    cache_dir: Path,
+    predictor: PredictorKind,
+    compile_timeout_seconds: float = COMPILE_TIMEOUT_SECONDS,
 ) -> LoadedModel:
     """Resolve ``models:/name@alias`` (or ``models:/name/version``), download, load."""
     matched = REGISTRY_URI.match(model_uri)
@@ -121,7 +126,10 @@ def load_registered_model(
         _download(source, target, tracking_uri)
     try:
         model = SpecModel.from_directory(
-            target, predictor=predictor, cache_dir=cache_dir / "compiled"
+            target,
+            predictor=predictor,
+            cache_dir=cache_dir / "compiled",
+            compile_timeout_seconds=compile_timeout_seconds,
         )
     except (FileNotFoundError, ValueError, KeyError) as problem:
         raise ModelUnavailable(f"{name} version {version.version}: {problem}") from problem

@@ -9,16 +9,14 @@ holds it to the pyfunc with ``assert_allclose``). Serving never imports ``traini
 spec file is the contract.
 
 LightGBM raw scores come from a compiled predictor (``lleaves``, cached per booster text so a
-model version compiles once per machine) or, where lleaves is missing or not wanted, from
-``Booster.predict``; both are exact to ~1e-15.
+model version compiles once per machine, in a child process: ``serving.compiled``) or, where
+lleaves is missing or not wanted, from ``Booster.predict``; both are exact to ~1e-15.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, Protocol
@@ -26,12 +24,16 @@ from typing import Any, Literal, Protocol
 import numpy as np
 import numpy.typing as npt
 
+from serving.compiled import compiled_model
+
 log = logging.getLogger(__name__)
 
 SPEC_FILE = "scoring.json"
 FORMAT_VERSION = 1
 Matrix = npt.NDArray[np.float64]
 PredictorKind = Literal["auto", "lleaves", "booster"]
+#: Default bound on one lleaves compile; ``ServingSettings.compile_timeout_seconds`` sets it.
+COMPILE_TIMEOUT_SECONDS = 600.0
 
 
 class ScoringModel(Protocol):
@@ -88,32 +90,6 @@ class _Linear:
         return np.hstack([parts, np.full((features.shape[0], 1), self.intercept)])
 
 
-def _compiled(booster_text: str, cache_dir: Path) -> Any:
-    """An lleaves model of ``booster_text`` returning raw scores, compiled once per text."""
-    import lleaves
-
-    digest = hashlib.sha256(booster_text.encode()).hexdigest()[:20]
-    cache_dir.mkdir(parents=True, exist_ok=True)
-    model_file = cache_dir / f"{digest}.txt"
-    if not model_file.exists():
-        tmp = model_file.with_suffix(".tmp")
-        tmp.write_text(booster_text)
-        tmp.replace(model_file)
-    library = cache_dir / f"{digest}.raw.o"
-    if not library.exists():
-        log.info("compiling the model with lleaves (once per model version): %s", library)
-    compiled = lleaves.Model(model_file=str(model_file))
-    # lleaves writes the cache file itself; build under a temporary name so that a concurrent
-    # or interrupted compile never leaves a half-written library behind.
-    if library.exists():
-        compiled.compile(cache=str(library), raw_score=True)
-    else:
-        tmp_library = cache_dir / f"{digest}.raw.o.{os.getpid()}.tmp"
-        compiled.compile(cache=str(tmp_library), raw_score=True)
-        tmp_library.replace(library)
-    return compiled
-
-
 @dataclass
 class SpecModel:
     """A scoring spec loaded for serving; satisfies ``ScoringModel``."""
@@ -125,7 +101,12 @@ class SpecModel:
 
     @classmethod
     def from_directory(
-        cls, directory: Path, *, predictor: PredictorKind = "auto", cache_dir: Path | None = None
+        cls,
+        directory: Path,
+        *,
+        predictor: PredictorKind = "auto",
+        cache_dir: Path | None = None,
+        compile_timeout_seconds: float = COMPILE_TIMEOUT_SECONDS,
     ) -> SpecModel:
         """Load ``scoring.json`` found anywhere under a downloaded model directory."""
         found = sorted(directory.rglob(SPEC_FILE))
@@ -138,7 +119,13 @@ class SpecModel:
         booster_text = None
         if spec.get("kind") == "lightgbm":
             booster_text = (found[0].parent / spec["booster_file"]).read_text()
-        return cls.from_parts(spec, booster_text, predictor=predictor, cache_dir=cache_dir)
+        return cls.from_parts(
+            spec,
+            booster_text,
+            predictor=predictor,
+            cache_dir=cache_dir,
+            compile_timeout_seconds=compile_timeout_seconds,
+        )
 
     @classmethod
     def from_parts(
@@ -148,6 +135,7 @@ class SpecModel:
         *,
         predictor: PredictorKind = "auto",
         cache_dir: Path | None = None,
+        compile_timeout_seconds: float = COMPILE_TIMEOUT_SECONDS,
     ) -> SpecModel:
         if spec.get("format_version") != FORMAT_VERSION:
             raise ValueError(f"unsupported scoring spec version {spec.get('format_version')!r}")
@@ -161,7 +149,9 @@ class SpecModel:
         compiled = None
         if predictor != "booster" and cache_dir is not None:
             try:
-                compiled = _compiled(booster_text, cache_dir)
+                compiled = compiled_model(
+                    booster_text, cache_dir, timeout_seconds=compile_timeout_seconds
+                )
             except ImportError:
                 if predictor == "lleaves":
                     raise

@@ -28,6 +28,9 @@ class ServingSettings(BaseModel):
     predictor: PredictorKind = Field(
         "auto", description="LightGBM scorer: lleaves (compiled, cached per version) or booster"
     )
+    compile_timeout_seconds: float = Field(
+        600.0, gt=0, description="bound on compiling one model version with lleaves"
+    )
     store: Literal["sqlite", "redis"] = Field("sqlite", description="score store backend")
     redis_url: str = Field("redis://127.0.0.1:6379/0", description="used when store=redis")
     redis_prefix: str = Field("propensity", description="key prefix in Redis")

@@ -119,6 +119,7 @@ class ServingState:
             tracking_uri=self.paths.tracking_uri,
             cache_dir=self.paths.model_cache_dir,
             predictor=self.settings.predictor,
+            compile_timeout_seconds=self.settings.compile_timeout_seconds,
         )
         return Served(loaded, RealTimeScorer(loaded, self.settings))
 
