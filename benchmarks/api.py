@@ -47,10 +47,13 @@ BIN = Path(sys.executable).parent
 
 
 def constant_app() -> Any:
-    """The framework ceiling: FastAPI returning a constant."""
+    """The framework ceiling: FastAPI returning a constant, configured as the API is (native
+    OpenTelemetry off, as by default: see ``ServingSettings.opentelemetry``)."""
     from fastapi import FastAPI
 
-    app = FastAPI()
+    from serving.api import telemetry_config
+
+    app = FastAPI(telemetry=telemetry_config(False))
 
     @app.get("/constant")
     async def constant() -> dict[str, bool]:

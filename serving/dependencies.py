@@ -62,13 +62,12 @@ async def _read_access(state: StateDep, key: ApiKey = None) -> None:
         _check_key(state, key)
 
 
-def readable_store(request: Request) -> ScoreStore:
+def readable_store(state: ServingState, presented_key: str | None) -> ScoreStore:
     """Read access, a loaded model and the store, checked inline by the lookup route:
     FastAPI's dependency resolution costs more than the lookup itself (profiled), so the hot
     path resolves none."""
-    state: ServingState = request.app.state.serving
     if state.settings.read_requires_key:
-        _check_key(state, request.headers.get("x-api-key"))
+        _check_key(state, presented_key)
     if state.served is None and not state.settings.lookups_without_model:
         # Not ready means not ready: a stored score may come from a model since withdrawn,
         # and a caller (or load balancer) should see one answer, not some routes working.

@@ -44,6 +44,11 @@ class ServingSettings(BaseModel):
         (), description="keys accepted in the X-API-Key header; write routes need one"
     )
     read_requires_key: bool = Field(False, description="close read routes to callers without a key")
+    opentelemetry: bool = Field(
+        False,
+        description="FastAPI's native OpenTelemetry (traces, metrics, logs to the global "
+        "providers); off, it costs nothing per request (checking for providers costs ~30 µs)",
+    )
     lookups_without_model: bool = Field(
         False,
         description="answer lookups from the store while no model is loaded (else 503)",
