@@ -63,9 +63,11 @@ def fit_and_evaluate(
     """Everything but the edges. ``events`` (canonical, purchase-only data) adds BG/NBD;
     ``contacts`` (``visitor_id, email_status``) adds contactability segments to the report;
     ``reference`` (``visitor_id, as_of, p_true``, simulated data) adds the true-propensity
-    AUC and the chosen model's fraction of it; an optional ``p_as_of`` column (the best
-    probability knowable from events, ``features.simulation.as_of``) adds the same against it
-    as ``as_of_roc_auc``, ``as_of_log_loss``, ``fraction_of_as_of_auc``."""
+    AUC and the chosen model's fraction of it; an optional ``p_as_of`` column (churn
+    inferred, rate and intent known, ``features.simulation.as_of``) adds the same against it
+    as ``as_of_roc_auc``, ``as_of_log_loss``, ``fraction_of_as_of_auc``, and an optional
+    ``p_ideal`` column (the ideal observer of the events, ``features.simulation.ideal``) as
+    ``ideal_roc_auc``, ``ideal_log_loss``, ``fraction_of_ideal_auc``."""
     # One row order whatever order the snapshots were collected in (a streaming collect does
     # not keep it): LightGBM's binning and bagging, and the data hash, depend on it.
     frame = as_polars(snapshots).sort(time_col, "visitor_id", maintain_order=True)
@@ -93,10 +95,11 @@ def fit_and_evaluate(
         model_auc = table[chosen.name]["test"]["roc_auc"]
         truth = reference_for(reference, split, time_col)
         lineage["reference"] = reference_metrics(split.test.label, truth, model_auc)
-        if "p_as_of" in reference.columns:
-            knowable = reference_for(reference, split, time_col, "p_as_of")
-            as_of = reference_metrics(split.test.label, knowable, model_auc)
-            lineage["reference"] |= {k.replace("true", "as_of"): v for k, v in as_of.items()}
+        for column, name in (("p_as_of", "as_of"), ("p_ideal", "ideal")):
+            if column in reference.columns:
+                knowable = reference_for(reference, split, time_col, column)
+                known = reference_metrics(split.test.label, knowable, model_auc)
+                lineage["reference"] |= {k.replace("true", name): v for k, v in known.items()}
     log.info("chosen %s: test ROC-AUC %.4f", chosen.name, table[chosen.name]["test"]["roc_auc"])
     return Outcome(
         split, candidates, table, chosen, lineage, input_example(frame, feature_columns, time_col)
