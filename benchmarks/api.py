@@ -2,11 +2,12 @@
 framework ceiling and ``mlflow models serve`` of the same model, in the same run.
 
     python -m benchmarks.api [--seconds 5] [--visitors 3000] [--trees 200] [--no-mlflow]
+                             [--workers 1]
 
 Untimed setup in a work folder: a simulated lake, a LightGBM model with the scoring-spec
 layout registered as ``propensity@champion`` in a SQLite MLflow store, one batch run that
-fills the SQLite score store. Then three servers, each one uvicorn worker (uvloop,
-httptools) in its own process:
+fills the SQLite score store. Then three servers, each ``--workers`` uvicorn workers (uvloop,
+httptools; default one) in its own process:
 
 - ``constant``: a minimal FastAPI app whose endpoint returns a constant (the ceiling);
 - ``ours``: ``serving.api`` (lookups ``GET /v1/visitors/{id}`` over random scored visitors;
@@ -70,7 +71,7 @@ def free_port() -> int:
         return int(probe.getsockname()[1])
 
 
-def uvicorn_command(target: str, port: int) -> list[str]:
+def uvicorn_command(target: str, port: int, workers: int) -> list[str]:
     return [
         str(BIN / "python"),
         "-m",
@@ -82,7 +83,7 @@ def uvicorn_command(target: str, port: int) -> list[str]:
         "--port",
         str(port),
         "--workers",
-        "1",
+        str(workers),
         "--no-access-log",
         "--log-level",
         "warning",
@@ -193,7 +194,7 @@ def event_body(visitor: str, moment: datetime) -> bytes:
 
 
 def run_all(
-    setup: dict[str, Any], seconds: float, with_mlflow: bool, logs: Path
+    setup: dict[str, Any], seconds: float, with_mlflow: bool, logs: Path, workers: int
 ) -> dict[tuple[str, int], Measurement]:
     from serving.server import handoff_environment
 
@@ -204,7 +205,7 @@ def run_all(
         port = free_port()
         base = stack.enter_context(
             server(
-                uvicorn_command("benchmarks.api:constant_app", port),
+                uvicorn_command("benchmarks.api:constant_app", port, workers),
                 port,
                 "/constant",
                 {},
@@ -218,7 +219,7 @@ def run_all(
         env = handoff_environment(setup["settings"], setup["paths"])
         base = stack.enter_context(
             server(
-                uvicorn_command("serving.server:app_from_handoff", port),
+                uvicorn_command("serving.server:app_from_handoff", port, workers),
                 port,
                 "/readyz",
                 env,
@@ -234,12 +235,12 @@ def run_all(
             )
         stack.close()
         if with_mlflow:
-            results.update(run_mlflow(setup, seconds, logs))
+            results.update(run_mlflow(setup, seconds, logs, workers))
     return results
 
 
 def run_mlflow(
-    setup: dict[str, Any], seconds: float, logs: Path
+    setup: dict[str, Any], seconds: float, logs: Path, workers: int
 ) -> dict[tuple[str, int], Measurement]:
     port = free_port()
     command = [
@@ -255,7 +256,7 @@ def run_mlflow(
         "-p",
         str(port),
         "-w",
-        "1",
+        str(workers),
     ]
     env = {
         "MLFLOW_TRACKING_URI": str(setup["paths"].tracking_uri),
@@ -297,6 +298,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--trees", type=int, default=200)
     parser.add_argument("--no-mlflow", action="store_true", help="skip mlflow models serve")
     parser.add_argument(
+        "--workers", type=int, default=1, help="worker processes of each of the three servers"
+    )
+    parser.add_argument(
         "--workdir", type=Path, default=None, help="emptied first, kept after (for the logs)"
     )
     args = parser.parse_args(argv)
@@ -308,7 +312,7 @@ def main(argv: list[str] | None = None) -> None:
     logs.mkdir(exist_ok=True)
     try:
         setup = prepare(workdir, args.visitors, args.trees)
-        report(run_all(setup, args.seconds, not args.no_mlflow, logs))
+        report(run_all(setup, args.seconds, not args.no_mlflow, logs, args.workers))
     finally:
         if args.workdir is None:
             shutil.rmtree(workdir, ignore_errors=True)

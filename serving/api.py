@@ -282,8 +282,9 @@ def _apply_events(
             "every posted event was rejected",
             errors=[r.model_dump() for r in rejected],
         )
-    store.append_events(body.visitor_id, encode_events(accepted), settings.max_history_events)
-    visitor = store.get_state(body.visitor_id)
+    visitor = store.append_events(
+        body.visitor_id, encode_events(accepted), settings.max_history_events
+    )
     history = read_history(
         visitor.batch_history, visitor.posted_events, settings.max_history_events
     )
@@ -301,7 +302,10 @@ def _apply_events(
         contact=contact,
         run=store.current_run(),
     )
-    store.put_record(body.visitor_id, record)
+    if not store.put_record(body.visitor_id, record, if_version=visitor.version):
+        # Events came in meanwhile (another replica or process): its writer, whose state
+        # holds these events too, stores the record. This answer is still this state's.
+        state.metrics.superseded.inc()
     state.metrics.scores.labels(orjson.loads(record)["route"], "events").inc()
     payload = {
         "accepted": len(accepted),

@@ -37,6 +37,11 @@ class ServingMetrics:
         self.events = Counter(
             "propensity_events", "posted events", ("outcome",), registry=self.registry
         )
+        self.superseded = Counter(
+            "propensity_superseded_writes",
+            "re-scored records not stored because newer events arrived meanwhile",
+            registry=self.registry,
+        )
         self.model_version = Gauge(
             "propensity_model_info",
             "loaded model (value 1; version in the label)",

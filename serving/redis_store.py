@@ -3,9 +3,10 @@
 Keys under ``<prefix>:``: ``current`` (live generation), ``run`` (its ``RunInfo``), ``gens``
 (every generation ever started, so a crashed publish is cleaned up later), and per generation
 ``g<g>:r:<visitor>`` (record), ``g<g>:h:<visitor>`` (batch history), ``g<g>:e:<visitor>``
-(list of posted events). Publishing writes the new generation's keys in pipelined chunks,
-then flips ``current`` and ``run`` in one MULTI transaction, then unlinks the old keys.
-Reads resolve the generation inside a Lua script: one round trip, never a torn read.
+(list of posted events), ``g<g>:v:<visitor>`` (events ever appended: the state's version).
+Publishing writes the new generation's keys in pipelined chunks, then flips ``current`` and
+``run`` in one MULTI transaction, then unlinks the old keys. Reads, appends and conditional
+writes resolve the generation inside a Lua script: one round trip, never a torn read.
 """
 
 from __future__ import annotations
@@ -25,20 +26,38 @@ _GET_STATE = """
 local g = redis.call('GET', KEYS[1]) or '0'
 local base = ARGV[1] .. ':g' .. g
 return {redis.call('GET', base .. ':r:' .. ARGV[2]), redis.call('GET', base .. ':h:' .. ARGV[2]),
-        redis.call('LRANGE', base .. ':e:' .. ARGV[2], 0, -1)}
+        redis.call('LRANGE', base .. ':e:' .. ARGV[2], 0, -1),
+        redis.call('GET', base .. ':v:' .. ARGV[2]) or '0'}
 """
 _APPEND = """
 local g = redis.call('GET', KEYS[1]) or '0'
-local key = ARGV[1] .. ':g' .. g .. ':e:' .. ARGV[2]
+local base = ARGV[1] .. ':g' .. g
+local key = base .. ':e:' .. ARGV[2]
 for i = 4, #ARGV do redis.call('RPUSH', key, ARGV[i]) end
 redis.call('LTRIM', key, -tonumber(ARGV[3]), -1)
-return g
+local version = redis.call('INCRBY', base .. ':v:' .. ARGV[2], #ARGV - 3)
+return {redis.call('GET', base .. ':r:' .. ARGV[2]), redis.call('GET', base .. ':h:' .. ARGV[2]),
+        redis.call('LRANGE', key, 0, -1), tostring(version)}
 """
 _PUT = """
 local g = redis.call('GET', KEYS[1]) or '0'
-redis.call('SET', ARGV[1] .. ':g' .. g .. ':r:' .. ARGV[2], ARGV[3])
-return g
+local base = ARGV[1] .. ':g' .. g
+if ARGV[4] ~= '' and (redis.call('GET', base .. ':v:' .. ARGV[2]) or '0') ~= ARGV[4] then
+  return 0
+end
+redis.call('SET', base .. ':r:' .. ARGV[2], ARGV[3])
+return 1
 """
+
+
+def _state(found: list[Any]) -> VisitorState:
+    record, history, posted, version = found
+    return VisitorState(
+        record=bytes(record) if record else None,
+        batch_history=bytes(history) if history else None,
+        posted_events=[bytes(e) for e in posted],
+        version=int(version),
+    )
 
 
 class RedisScoreStore:
@@ -116,21 +135,19 @@ class RedisScoreStore:
         return bytes(found) if found else None
 
     def get_state(self, visitor_id: str) -> VisitorState:
-        record, history, posted = self._get_state(
-            keys=[self._current_key], args=[self.prefix, visitor_id]
-        )
-        return VisitorState(
-            record=bytes(record) if record else None,
-            batch_history=bytes(history) if history else None,
-            posted_events=[bytes(e) for e in posted],
-        )
+        return _state(self._get_state(keys=[self._current_key], args=[self.prefix, visitor_id]))
 
-    def append_events(self, visitor_id: str, events: Sequence[bytes], keep: int) -> None:
-        if events:
+    def append_events(self, visitor_id: str, events: Sequence[bytes], keep: int) -> VisitorState:
+        if not events:
+            return self.get_state(visitor_id)
+        return _state(
             self._append(keys=[self._current_key], args=[self.prefix, visitor_id, keep, *events])
+        )
 
-    def put_record(self, visitor_id: str, record: bytes) -> None:
-        self._put(keys=[self._current_key], args=[self.prefix, visitor_id, record])
+    def put_record(self, visitor_id: str, record: bytes, *, if_version: int | None = None) -> bool:
+        version = "" if if_version is None else str(if_version)
+        args = [self.prefix, visitor_id, record, version]
+        return bool(self._put(keys=[self._current_key], args=args))
 
     def ping(self) -> bool:
         try:

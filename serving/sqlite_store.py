@@ -148,26 +148,14 @@ class SqliteScoreStore:
         # from the same generation.
         with db:
             db.execute("BEGIN")
-            generation = self._current(db)
-            _, events = _tables(generation or 0)
-            row = db.execute(
-                "SELECT record, history FROM scores WHERE visitor_id = ?", (visitor_id,)
-            ).fetchone()
-            posted = db.execute(
-                f"SELECT event FROM {events} WHERE visitor_id = ? ORDER BY seq", (visitor_id,)
-            ).fetchall()
-        record, history = (None, None) if row is None else row
-        return VisitorState(
-            record=None if record is None else bytes(record),
-            batch_history=None if history is None else bytes(history),
-            posted_events=[bytes(e[0]) for e in posted],
-        )
+            return self._state(db, self._current(db) or 0, visitor_id)
 
-    def append_events(self, visitor_id: str, events: Sequence[bytes], keep: int) -> None:
+    def append_events(self, visitor_id: str, events: Sequence[bytes], keep: int) -> VisitorState:
         db = self._db()
         with self._write, db:
             db.execute("BEGIN IMMEDIATE")
-            _, table = _tables(self._current(db) or 0)
+            generation = self._current(db) or 0
+            _, table = _tables(generation)
             db.executemany(
                 f"INSERT INTO {table} (visitor_id, event) VALUES (?, ?)",
                 [(visitor_id, e) for e in events],
@@ -177,17 +165,45 @@ class SqliteScoreStore:
                 f"(SELECT seq FROM {table} WHERE visitor_id = ? ORDER BY seq DESC LIMIT ?)",
                 (visitor_id, visitor_id, keep),
             )
+            return self._state(db, generation, visitor_id)
 
-    def put_record(self, visitor_id: str, record: bytes) -> None:
+    @staticmethod
+    def _state(db: sqlite3.Connection, generation: int, visitor_id: str) -> VisitorState:
+        """The visitor's state in ``generation``; the caller holds a transaction."""
+        scores, events = _tables(generation)
+        row = db.execute(
+            f"SELECT record, history FROM {scores} WHERE visitor_id = ?", (visitor_id,)
+        ).fetchone()
+        posted = db.execute(
+            f"SELECT seq, event FROM {events} WHERE visitor_id = ? ORDER BY seq", (visitor_id,)
+        ).fetchall()
+        record, history = (None, None) if row is None else row
+        return VisitorState(
+            record=None if record is None else bytes(record),
+            batch_history=None if history is None else bytes(history),
+            posted_events=[bytes(e) for _, e in posted],
+            # The last posted event's sequence number: it grows with every append.
+            version=int(posted[-1][0]) if posted else 0,
+        )
+
+    def put_record(self, visitor_id: str, record: bytes, *, if_version: int | None = None) -> bool:
         db = self._db()
         with self._write, db:
             db.execute("BEGIN IMMEDIATE")
-            scores, _ = _tables(self._current(db) or 0)
+            scores, events = _tables(self._current(db) or 0)
+            if if_version is not None:
+                (version,) = db.execute(
+                    f"SELECT coalesce(max(seq), 0) FROM {events} WHERE visitor_id = ?",
+                    (visitor_id,),
+                ).fetchone()
+                if int(version) != if_version:
+                    return False
             db.execute(
                 f"INSERT INTO {scores} (visitor_id, record) VALUES (?, ?) "
                 "ON CONFLICT (visitor_id) DO UPDATE SET record = excluded.record",
                 (visitor_id, record),
             )
+            return True
 
     def ping(self) -> bool:
         try:

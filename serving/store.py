@@ -74,6 +74,9 @@ class VisitorState:
     record: bytes | None
     batch_history: bytes | None
     posted_events: Sequence[bytes]
+    #: Grows with every append of posted events for the visitor (0: none in this run). A
+    #: record computed from this state is stored only while the version is unchanged.
+    version: int = 0
 
 
 class ScoreStore(Protocol):
@@ -89,11 +92,16 @@ class ScoreStore(Protocol):
 
     def get_state(self, visitor_id: str) -> VisitorState: ...
 
-    def append_events(self, visitor_id: str, events: Sequence[bytes], keep: int) -> None:
-        """Append posted events (JSON bytes each) atomically, keeping the last ``keep``."""
+    def append_events(self, visitor_id: str, events: Sequence[bytes], keep: int) -> VisitorState:
+        """Append posted events (JSON bytes each), keeping the last ``keep``; the visitor's
+        state right after, read in the same atomic step."""
         ...
 
-    def put_record(self, visitor_id: str, record: bytes) -> None: ...
+    def put_record(self, visitor_id: str, record: bytes, *, if_version: int | None = None) -> bool:
+        """Store the visitor's record; with ``if_version``, only if no events were appended
+        since the state of that version was read (else False: a later writer, whose state
+        holds these events too, stores its record). Replicas and processes need no lock."""
+        ...
 
     def ping(self) -> bool: ...
 

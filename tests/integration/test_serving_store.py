@@ -102,3 +102,20 @@ def test_real_time_writes_work_before_any_batch_run(store: ScoreStore) -> None:
     store.put_record("x", b"{}")
     state = store.get_state("x")
     assert state.record == b"{}" and list(state.posted_events) == [b"1"]
+
+
+def test_a_record_is_stored_only_for_the_latest_state(store: ScoreStore) -> None:
+    store.publish(_run("r1", 1), [_chunk(["a"], "1")])
+    assert store.get_state("a").version == 0
+    seen = store.append_events("a", [b"1"], keep=5)
+    assert list(seen.posted_events) == [b"1"] and seen.record == b'{"v":"a","t":"1"}'
+    assert store.put_record("a", b'{"v":"first"}', if_version=seen.version)
+    later = store.append_events("a", [b"2", b"3"], keep=5)
+    assert later.version > seen.version and later.version == store.get_state("a").version
+    assert not store.put_record("a", b'{"v":"stale"}', if_version=seen.version)
+    assert store.get_record("a") == b'{"v":"first"}'
+    assert store.put_record("a", b'{"v":"latest"}', if_version=later.version)
+    assert store.get_record("a") == b'{"v":"latest"}'
+    store.publish(_run("r2", 1), [_chunk(["a"], "2")])  # a new run starts the visitor afresh
+    assert not store.put_record("a", b'{"v":"stale"}', if_version=later.version)
+    assert store.get_record("a") == b'{"v":"a","t":"2"}'

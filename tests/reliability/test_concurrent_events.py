@@ -6,6 +6,11 @@ read order. Every record stored must come from the visitor's latest state (nothi
 between a request's read and its write), the store must hold every posted event, and the
 final record must be the one computed from the batch history plus *all* of them: its
 expected value follows the average order value, which every order moves.
+
+The same holds across replicas: two apps on one store (SQLite file or Redis), each with its
+own threads and locks, as two processes or two machines would be. No lock spans replicas; a
+record is stored only if no events were appended since its state was read (the race is
+forced, not hoped for).
 """
 
 from __future__ import annotations
@@ -13,8 +18,11 @@ from __future__ import annotations
 import random
 import threading
 import time
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import ExitStack
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -25,8 +33,10 @@ from numpy.testing import assert_allclose
 from serving.api import create_app
 from serving.history import read_history
 from serving.realtime import Contact
+from serving.settings import ServingSettings
 from serving.state import ServingState
 from serving.store import VisitorState
+from tests.integration.serving_redis import redis_server
 from tests.integration.serving_world import World, settings
 from tests.reliability.conftest import KEY
 
@@ -54,6 +64,74 @@ def _expected_record(state: ServingState, visitor: str) -> dict[str, object]:
     return dict(orjson.loads(record))
 
 
+def _slow_scores(state: ServingState, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Widen the window between reading a visitor's state and storing the new record, so
+    that puts land out of read order."""
+    assert state.served is not None
+    scorer = state.served.scorer
+    score = scorer.score
+
+    def slow_score(*args: Any, **kwargs: Any) -> bytes:
+        time.sleep(random.uniform(0, 0.006))
+        return score(*args, **kwargs)
+
+    monkeypatch.setattr(scorer, "score", slow_score)
+
+
+def _order(visitor: str, client_number: int, k: int) -> dict[str, Any]:
+    moment = NOW - timedelta(minutes=1 + client_number * POSTS_PER_CLIENT + k)
+    return {
+        "visitor_id": visitor,
+        "events": [
+            {
+                "event_time": moment.isoformat(),
+                "event_name": "purchase",
+                "item_id": f"sku-{client_number}-{k}",
+                "transaction_id": f"order-{client_number}-{k}",
+                "price": 10.0,
+                "quantity": 1,
+                # Every order moves the average order value, hence the EV.
+                "revenue": 10.0 + 7.0 * client_number + 1.3 * k,
+            }
+        ],
+        "contactability": CONTACT,
+    }
+
+
+def _post_orders(clients: list[TestClient], visitor: str) -> list[int]:
+    """``CLIENTS`` threads post ``POSTS_PER_CLIENT`` orders each, spread over ``clients``."""
+
+    def post(client_number: int) -> list[int]:
+        client = clients[client_number % len(clients)]
+        return [
+            client.post(
+                "/v1/events", json=_order(visitor, client_number, k), headers=KEY
+            ).status_code
+            for k in range(POSTS_PER_CLIENT)
+        ]
+
+    with ThreadPoolExecutor(CLIENTS) as pool:
+        return [s for result in pool.map(post, range(CLIENTS)) for s in result]
+
+
+def _assert_final_record_holds_every_event(
+    client: TestClient, state: ServingState, visitor: str, before: int
+) -> None:
+    assert state.store is not None
+    stored = state.store.get_state(visitor)
+    assert len(stored.posted_events) - before == CLIENTS * POSTS_PER_CLIENT
+    final = client.get(f"/v1/visitors/{visitor}").json()
+    expected = _expected_record(state, visitor)
+    assert (final["route"], final["reason"]) == (expected["route"], expected["reason"])
+    # The expected value follows the average order value, which every posted order moves:
+    # a record that missed any of them would not match.
+    assert_allclose(
+        [final["score"], final["expected_value"]],
+        [expected["score"], expected["expected_value"]],
+        rtol=1e-12,
+    )
+
+
 def test_concurrent_events_for_one_visitor_lose_nothing(
     scored: tuple[World, str, list[str]], monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -64,70 +142,98 @@ def test_concurrent_events_for_one_visitor_lose_nothing(
     with TestClient(app) as client:
         state: ServingState = app.state.serving
         assert state.store is not None and state.served is not None
-        # Widen the window between reading a visitor's state and storing the new record
-        # (without the per-visitor lock, the last record stored then misses events).
-        scorer = state.served.scorer
-        score = scorer.score
-
-        def slow_score(*args: Any, **kwargs: Any) -> bytes:
-            time.sleep(random.uniform(0, 0.006))  # puts land out of read order
-            return score(*args, **kwargs)
-
-        monkeypatch.setattr(scorer, "score", slow_score)
-        # Every stored record must come from the visitor's latest state: nothing appended
-        # between a request's read and its write (the real store, observed).
+        _slow_scores(state, monkeypatch)
+        # Within one process the per-visitor lock orders the requests: every stored record
+        # comes from the visitor's latest state (the real store, observed).
         store, seen, stale = state.store, threading.local(), []
-        get_state, put_record = store.get_state, store.put_record
+        append_events, put_record, get_state = (
+            store.append_events,
+            store.put_record,
+            store.get_state,
+        )
 
-        def observed_get_state(visitor_id: str) -> VisitorState:
-            seen.state = get_state(visitor_id)
+        def observed_append(visitor_id: str, events: Any, keep: int) -> VisitorState:
+            seen.state = append_events(visitor_id, events, keep)
             return seen.state
 
-        def observed_put_record(visitor_id: str, record: bytes) -> None:
-            now_posted = len(get_state(visitor_id).posted_events)
-            stale.append(now_posted != len(seen.state.posted_events))
-            put_record(visitor_id, record)
+        def observed_put_record(
+            visitor_id: str, record: bytes, *, if_version: int | None = None
+        ) -> bool:
+            stale.append(get_state(visitor_id).version != seen.state.version)
+            return put_record(visitor_id, record, if_version=if_version)
 
-        monkeypatch.setattr(store, "get_state", observed_get_state)
+        monkeypatch.setattr(store, "append_events", observed_append)
         monkeypatch.setattr(store, "put_record", observed_put_record)
         before = len(state.store.get_state(visitor).posted_events)
-
-        def post(client_number: int) -> list[int]:
-            statuses = []
-            for k in range(POSTS_PER_CLIENT):
-                moment = NOW - timedelta(minutes=1 + client_number * POSTS_PER_CLIENT + k)
-                body = {
-                    "visitor_id": visitor,
-                    "events": [
-                        {
-                            "event_time": moment.isoformat(),
-                            "event_name": "purchase",
-                            "item_id": f"sku-{client_number}-{k}",
-                            "transaction_id": f"order-{client_number}-{k}",
-                            "price": 10.0,
-                            "quantity": 1,
-                            # Every order moves the average order value, hence the EV.
-                            "revenue": 10.0 + 7.0 * client_number + 1.3 * k,
-                        }
-                    ],
-                    "contactability": CONTACT,
-                }
-                answer = client.post("/v1/events", json=body, headers=KEY)
-                statuses.append(answer.status_code)
-            return statuses
-
-        with ThreadPoolExecutor(CLIENTS) as pool:
-            statuses = [s for result in pool.map(post, range(CLIENTS)) for s in result]
-        assert statuses == [200] * CLIENTS * POSTS_PER_CLIENT
+        assert _post_orders([client], visitor) == [200] * CLIENTS * POSTS_PER_CLIENT
         assert len(stale) == CLIENTS * POSTS_PER_CLIENT and not any(stale)
+        assert state.metrics.superseded._value.get() == 0
+        _assert_final_record_holds_every_event(client, state, visitor, before)
 
-        stored = state.store.get_state(visitor)
-        assert len(stored.posted_events) - before == CLIENTS * POSTS_PER_CLIENT
-        final = client.get(f"/v1/visitors/{visitor}").json()
-        expected = _expected_record(state, visitor)
-        assert (final["route"], final["reason"]) == (expected["route"], expected["reason"])
-        # The expected value follows the average order value, which every posted order
-        # moves: a record that missed any of them would not match.
+
+@pytest.fixture(params=["sqlite", "redis"])
+def replicas_settings(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[ServingSettings]:
+    if request.param == "sqlite":
+        yield settings(event_threads=CLIENTS)
+        return
+    with redis_server(tmp_path) as url:
+        yield settings(event_threads=CLIENTS, store="redis", redis_url=url)
+
+
+def test_a_replica_never_overwrites_a_newer_record(
+    scored: tuple[World, str, list[str]],
+    replicas_settings: ServingSettings,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The race, forced: replica A appends order 1 and starts re-scoring; replica B appends
+    order 2, re-scores (orders 1 and 2) and stores its record; only then does A finish. A's
+    record misses order 2 and must not replace B's."""
+    shared, name, visitors = scored
+    visitor = visitors[1]
+    apps = [create_app(replicas_settings, shared.paths(name), clock=lambda: NOW) for _ in range(2)]
+    with ExitStack() as stack:
+        first, second = (stack.enter_context(TestClient(app)) for app in apps)
+        a, b = (app.state.serving for app in apps)
+        assert a.served is not None and a.store is not None and b.store is not None
+        a_appended, b_stored = threading.Event(), threading.Event()
+        scorer, append_events, put_record = (
+            a.served.scorer,
+            a.store.append_events,
+            b.store.put_record,
+        )
+        score = scorer.score
+
+        def a_append(visitor_id: str, events: Any, keep: int) -> VisitorState:
+            appended = append_events(visitor_id, events, keep)
+            a_appended.set()
+            return appended
+
+        def a_score(*args: Any, **kwargs: Any) -> bytes:
+            assert b_stored.wait(30), "replica B did not store its record"
+            return score(*args, **kwargs)
+
+        def b_put(visitor_id: str, record: bytes, *, if_version: int | None = None) -> bool:
+            stored = put_record(visitor_id, record, if_version=if_version)
+            b_stored.set()
+            return stored
+
+        monkeypatch.setattr(a.store, "append_events", a_append)
+        monkeypatch.setattr(scorer, "score", a_score)
+        monkeypatch.setattr(b.store, "put_record", b_put)
+        before = len(b.store.get_state(visitor).posted_events)
+        with ThreadPoolExecutor(1) as pool:
+            answer_a = pool.submit(
+                first.post, "/v1/events", json=_order(visitor, 0, 0), headers=KEY
+            )
+            assert a_appended.wait(30), "replica A did not append"
+            answer_b = second.post("/v1/events", json=_order(visitor, 1, 0), headers=KEY)
+            assert answer_b.status_code == 200 and answer_a.result().status_code == 200
+        assert a.metrics.superseded._value.get() == 1  # A's record was not stored
+        assert b.metrics.superseded._value.get() == 0
+        stored = b.store.get_state(visitor)
+        assert len(stored.posted_events) - before == 2
+        final = second.get(f"/v1/visitors/{visitor}").json()
+        expected = _expected_record(b, visitor)
         assert_allclose(
             [final["score"], final["expected_value"]],
             [expected["score"], expected["expected_value"]],
