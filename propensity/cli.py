@@ -104,8 +104,9 @@ def simulate(
     settings = _settings()
     target = out_dir or settings.data_dir / "simulated"
     with err.status(f"simulating {visitors:,} visitors over {days} days"):
-        data = run_simulation(SimulationConfig(visitors=visitors, days=days, seed=seed))
-        files = write_simulation(data, target, fmt)
+        config = SimulationConfig(visitors=visitors, days=days, seed=seed)
+        data = run_simulation(config)
+        files = write_simulation(data, target, fmt, config)
     summary = {
         "events": data.events.height,
         "visitors": data.events.get_column("visitor_id").n_unique(),

@@ -94,20 +94,24 @@ def train(
 
 
 def _reference(truth: Path, config: SnapshotConfig, lake_dir: Path) -> pl.DataFrame:
-    """The simulator's exact purchase probability at every snapshot, and the best one
-    knowable from the lake's events (churn inferred, ``features.simulation.as_of``)."""
-    from features.simulation import as_of_purchase_probability, last_seen, true_purchase_probability
+    """The simulator's exact purchase probability at every snapshot, the as-of one (churn
+    inferred) and, when the simulation's settings lie beside ``truth`` (``propensity
+    simulate`` writes them), the ideal observer of the lake's events."""
+    from features.simulation import SimulationConfig, reference_probabilities
+    from features.simulation.writer import CONFIG_FILE
 
-    latent, events = pl.read_parquet(truth), scan_events(lake_dir)
-    return pl.concat(
-        true_purchase_probability(latent, moment, config.horizon)
-        .join(
-            as_of_purchase_probability(latent, last_seen(events, moment), moment, config.horizon),
-            on="visitor_id",
-            how="left",
-        )
-        .with_columns(pl.lit(moment).alias("as_of"))
-        for moment in config.snapshot_times()
+    settings = truth.with_name(CONFIG_FILE)
+    simulation = (
+        SimulationConfig.from_json(settings.read_text(encoding="utf-8"))
+        if settings.is_file()
+        else None
+    )
+    return reference_probabilities(
+        pl.read_parquet(truth),
+        scan_events(lake_dir),
+        config.snapshot_times(),
+        config.horizon,
+        simulation,
     )
 
 

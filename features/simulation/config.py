@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import json
+from dataclasses import asdict, dataclass, fields
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -83,3 +85,18 @@ class SimulationConfig:
     def end(self) -> datetime:
         """Exclusive end of the simulated period."""
         return self.start + timedelta(days=self.days)
+
+    def to_json(self) -> str:
+        """Every knob as JSON (``start`` in ISO 8601): the prior an ideal observer needs."""
+        return json.dumps({**asdict(self), "start": self.start.isoformat()}, indent=2)
+
+    @classmethod
+    def from_json(cls, text: str) -> SimulationConfig:
+        """The inverse of ``to_json``; unknown keys are an error, missing ones take defaults."""
+        values: dict[str, Any] = json.loads(text)
+        unknown = set(values) - {f.name for f in fields(cls)}
+        if unknown:
+            raise ValueError(f"unknown simulation settings {sorted(unknown)}")
+        if "start" in values:
+            values["start"] = datetime.fromisoformat(values["start"])
+        return cls(**values)

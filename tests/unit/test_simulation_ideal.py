@@ -202,3 +202,9 @@ def test_as_of_must_be_timezone_aware() -> None:
     )
     with pytest.raises(ValueError, match="timezone-aware"):
         ideal_purchase_probability(histories, CONFIG, datetime(2024, 2, 1), HORIZON)
+
+
+def test_the_prior_round_trips_as_json() -> None:
+    assert SimulationConfig.from_json(CONFIG.to_json()) == CONFIG
+    with pytest.raises(ValueError, match="unknown simulation settings"):
+        SimulationConfig.from_json('{"visitors": 3, "intent": 1.0}')
