@@ -143,7 +143,7 @@ def run(setup: dict[str, Any], args: argparse.Namespace, logs: Path) -> dict[str
     port = free_port()
     env = handoff_environment(setup["settings"], setup["paths"])
     with server(
-        uvicorn_command("serving.server:app_from_handoff", port), port, "/readyz", env,
+        uvicorn_command("serving.server:app_from_handoff", port, 1), port, "/readyz", env,
         logs / "api.log",
     ) as base:  # fmt: skip
         api = psutil.Process(_listening_pid(port))

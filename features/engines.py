@@ -8,6 +8,8 @@ but seconds on Spark, so each engine converts with its own exact function.
 
 from __future__ import annotations
 
+import os
+import sys
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, TypeAlias
@@ -40,6 +42,12 @@ def spark_session(
     settings = {"spark.sql.session.timeZone": "UTC"}
     if not remote:
         settings["spark.ui.enabled"] = "false"
+    if not remote and master.startswith("local"):
+        # Local Python workers run this package's code (scoring in mapInPandas): the same
+        # interpreter, not whichever python3 is first on PATH. PySpark reads PYSPARK_PYTHON
+        # when the context starts (its conf key only counts for spark-submit); a value the
+        # user set wins. On a cluster, the executors' Python is the cluster's to configure.
+        os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     for key, value in {**settings, **(conf or {})}.items():
         builder = builder.config(key, value)
     session: SparkSession = builder.getOrCreate()

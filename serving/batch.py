@@ -48,8 +48,16 @@ from serving.outputs import (
     write_outputs,
 )
 from serving.records import batch_records
-from serving.scoring import decile_cuts, decile_of, model_columns, route_scored, score_features
+from serving.routing import RoutingInputs, route_batch
+from serving.scoring import (
+    ROUTING_FEATURES,
+    decile_cuts,
+    decile_of,
+    model_columns,
+    score_features,
+)
 from serving.settings import ServingPaths, ServingSettings
+from serving.spark_scoring import score_on_spark
 from serving.store import RunInfo, ScoreStore, open_store
 
 if TYPE_CHECKING:
@@ -120,38 +128,56 @@ def _scored_frame(
     settings: ServingSettings,
     progress: Progress,
 ) -> tuple[pl.DataFrame, np.ndarray, float | None]:
-    visitors = features.select("visitor_id").join(contacts, on="visitor_id", how="left")
-    visitors = visitors.with_columns(
-        pl.col("email_status").fill_null("unknown"), pl.col("ads_consent").fill_null("unknown")
-    )
     matrix = np.ascontiguousarray(
         features.select(pl.col(c).cast(pl.Float64) for c in FEATURE_COLUMNS).to_numpy(),
         dtype=np.float64,
     )
     score = _score_chunks(loaded, matrix, settings.batch_chunk_rows, progress)
-    routed = route_scored(
-        score,
-        matrix,
-        visitor_id=visitors.get_column("visitor_id"),
-        email_status=visitors.get_column("email_status").to_numpy(),
-        ads_consent=visitors.get_column("ads_consent").to_numpy(),
-        policy=settings.routing,
-    )
-    cuts = decile_cuts(score)
-    scored = visitors.with_columns(
-        pl.Series("score", score),
-        pl.Series("decile", decile_of(score, cuts)),
-        pl.Series("route", routed.route_names().astype(str)),
-        pl.Series("reason", routed.reason_names().astype(str)),
-        pl.Series("expected_value", routed.expected_value),
+    scored = features.select("visitor_id", *ROUTING_FEATURES).with_columns(
+        pl.Series("score", score)
     )
     if settings.batch_contributions and settings.top_features:
         scored = scored.with_columns(
             _top_features(loaded, matrix, settings.top_features, settings.batch_chunk_rows)
         )
-    else:
-        scored = scored.with_columns(pl.lit(None).alias("top_features"))
-    return scored, np.asarray(cuts), routed.ads_ev_floor
+    return _routed_frame(scored, contacts, settings)
+
+
+def _routed_frame(
+    scored: pl.DataFrame, contacts: pl.DataFrame, settings: ServingSettings
+) -> tuple[pl.DataFrame, np.ndarray, float | None]:
+    """Route a whole run: ``scored`` holds ``visitor_id``, ``score``, ``ROUTING_FEATURES`` and
+    optionally ``top_features``; the output frame, the decile cuts and the ads EV floor."""
+    visitors = scored.join(contacts, on="visitor_id", how="left", maintain_order="left")
+    visitors = visitors.with_columns(
+        pl.col("email_status").fill_null("unknown"), pl.col("ads_consent").fill_null("unknown")
+    )
+    score = visitors.get_column("score").to_numpy()
+    days, order_value = (
+        visitors.get_column(c).cast(pl.Float64).to_numpy() for c in ROUTING_FEATURES
+    )
+    routed = route_batch(
+        RoutingInputs(
+            visitor_id=visitors.get_column("visitor_id"),
+            score=score,
+            email_status=visitors.get_column("email_status").to_numpy(),
+            ads_consent=visitors.get_column("ads_consent").to_numpy(),
+            days_since_last_purchase=days,
+            order_value=order_value,
+        ),
+        settings.routing,
+    )
+    cuts = decile_cuts(score)
+    top = visitors.get_column("top_features") if "top_features" in visitors.columns else None
+    out = visitors.select("visitor_id", "email_status", "ads_consent").with_columns(
+        pl.Series("score", score),
+        pl.Series("decile", decile_of(score, cuts)),
+        pl.Series("route", routed.route_names().astype(str)),
+        pl.Series("reason", routed.reason_names().astype(str)),
+        pl.Series("expected_value", routed.expected_value),
+        top if top is not None else pl.lit(None).alias("top_features"),
+    )
+    return out, np.asarray(cuts), routed.ads_ev_floor
 
 
 def _publish_chunks(
@@ -234,12 +260,15 @@ def _run(
         previous = ScoringSummary.from_json((run_dir / "summary.json").read_bytes())
         return replace(previous, skipped=True)
     config = FeatureConfig()
-    features = collect(
-        build_features(paths.lake_dir, as_of, engine=engine, config=config, spark=spark)
-    )
-    scored, cuts, floor = _scored_frame(
-        features, read_contacts(paths.lake_dir), loaded, settings, progress
-    )
+    features = build_features(paths.lake_dir, as_of, engine=engine, config=config, spark=spark)
+    contacts = read_contacts(paths.lake_dir)
+    if isinstance(features, pl.LazyFrame):
+        scored, cuts, floor = _scored_frame(collect(features), contacts, loaded, settings, progress)
+    else:  # Spark: score and explain on the executors, route the run here
+        explain = settings.top_features if settings.batch_contributions else 0
+        narrow = score_on_spark(features, loaded.model, explain)
+        progress(narrow.height)
+        scored, cuts, floor = _routed_frame(narrow, contacts, settings)
     scored = scored.with_columns(
         pl.lit(loaded.info.version).alias("model_version"),
         pl.lit(as_of).alias("as_of"),

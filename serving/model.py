@@ -162,6 +162,12 @@ class SpecModel:
     def feature_names(self) -> tuple[str, ...]:
         return tuple(self.spec["feature_columns"])
 
+    def parts(self) -> tuple[dict[str, Any], str | None]:
+        """(scoring spec, booster text): what ``from_parts`` rebuilds this model from, e.g.
+        on a Spark executor."""
+        text = None if self.booster is None else str(self.booster.model_to_string())
+        return self.spec, text
+
     @property
     def kind(self) -> str:
         return str(self.spec["kind"])
