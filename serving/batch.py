@@ -48,12 +48,12 @@ from serving.outputs import (
     write_outputs,
 )
 from serving.records import batch_records
-from serving.routing import RoutingInputs, route_batch
 from serving.scoring import (
     ROUTING_FEATURES,
     decile_cuts,
     decile_of,
     model_columns,
+    route_visitors,
     score_features,
 )
 from serving.settings import ServingPaths, ServingSettings
@@ -156,16 +156,14 @@ def _routed_frame(
     days, order_value = (
         visitors.get_column(c).cast(pl.Float64).to_numpy() for c in ROUTING_FEATURES
     )
-    routed = route_batch(
-        RoutingInputs(
-            visitor_id=visitors.get_column("visitor_id"),
-            score=score,
-            email_status=visitors.get_column("email_status").to_numpy(),
-            ads_consent=visitors.get_column("ads_consent").to_numpy(),
-            days_since_last_purchase=days,
-            order_value=order_value,
-        ),
-        settings.routing,
+    routed = route_visitors(
+        score,
+        days,
+        order_value,
+        visitor_id=visitors.get_column("visitor_id"),
+        email_status=visitors.get_column("email_status").to_numpy(),
+        ads_consent=visitors.get_column("ads_consent").to_numpy(),
+        policy=settings.routing,
     )
     cuts = decile_cuts(score)
     top = visitors.get_column("top_features") if "top_features" in visitors.columns else None

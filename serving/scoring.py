@@ -70,8 +70,38 @@ def route_scored(
     ads_ev_floor: float | None = None,
 ) -> RoutedBatch:
     """The routing decisions of scored visitors, routing inputs read from their features."""
-    inputs = routing_inputs(
-        score, features, visitor_id=visitor_id, email_status=email_status, ads_consent=ads_consent
+    return route_visitors(
+        score,
+        features[:, _DAYS_SINCE_PURCHASE],
+        features[:, _ORDER_VALUE],
+        visitor_id=visitor_id,
+        email_status=email_status,
+        ads_consent=ads_consent,
+        policy=policy,
+        ads_ev_floor=ads_ev_floor,
+    )
+
+
+def route_visitors(
+    score: npt.NDArray[np.float64],
+    days_since_last_purchase: npt.NDArray[np.float64],
+    order_value: npt.NDArray[np.float64],
+    *,
+    visitor_id: VisitorIds,
+    email_status: npt.NDArray[np.object_],
+    ads_consent: npt.NDArray[np.object_],
+    policy: RoutingPolicy,
+    ads_ev_floor: float | None = None,
+) -> RoutedBatch:
+    """The routing step of every path: scores, the ``ROUTING_FEATURES`` and contactability
+    in, decisions out (the batch job passes columns, ``route_scored`` a feature matrix)."""
+    inputs = RoutingInputs(
+        visitor_id=visitor_id,
+        score=score,
+        email_status=email_status,
+        ads_consent=ads_consent,
+        days_since_last_purchase=days_since_last_purchase,
+        order_value=order_value,
     )
     return route_batch(inputs, policy, ads_ev_floor=ads_ev_floor)
 

@@ -1,8 +1,9 @@
 """Consent is never overridden: no ``email_remarketing`` for a visitor whose email status is
 not ``subscribed``, no ``ad_retargeting`` without ``ads_consent = granted``.
 
-A property test drives the batch job's own routing step (``route_scored``: features ->
-routing inputs -> policy) and the real-time ``route`` over random visitors and policies;
+A property test drives the routing step (``route_scored``: features -> routing inputs ->
+``route_visitors``, which the batch job calls with columns) and the real-time ``route`` over
+random visitors and policies;
 the batch job's last check (``check_consent``) is shown to refuse a run whose router went
 wrong, leaving the previous run's files and store as they were."""
 
@@ -27,7 +28,7 @@ from features.events.schema import ADS_CONSENTS, EMAIL_STATUSES
 from serving.batch import default_as_of, score_visitors
 from serving.outputs import ConsentViolation, check_consent
 from serving.routing import ADS, EMAIL, ROUTES, AdBudget, ChannelPolicy, RoutingPolicy, route
-from serving.scoring import route_scored
+from serving.scoring import route_scored, route_visitors
 from tests.integration.serving_world import World
 from tests.integration.serving_world import settings as serving_settings
 
@@ -158,10 +159,10 @@ def test_the_batch_job_refuses_an_audience_that_violates_consent(
         store_before = db.execute("SELECT * FROM scores ORDER BY visitor_id").fetchall()
 
     def broken_router(*args: object, **kwargs: object) -> object:
-        routed = route_scored(*args, **kwargs)  # type: ignore[arg-type]
+        routed = route_visitors(*args, **kwargs)  # type: ignore[arg-type]
         return replace(routed, route=np.full_like(routed.route, wrong))  # everyone, consent or not
 
-    monkeypatch.setattr(serving.batch, "route_scored", broken_router)
+    monkeypatch.setattr(serving.batch, "route_visitors", broken_router)
     later = default_as_of(shared.lake_dir) + timedelta(days=1)
     with pytest.raises(ConsentViolation, match="refusing to write audiences"):
         score_visitors(serving_settings(), paths, as_of=later)
