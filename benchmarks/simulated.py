@@ -1,6 +1,6 @@
 """Simulated shop: the chosen model's out-of-time AUC as a fraction of the true propensity's.
 
-    python -m benchmarks.simulated [--visitors N]
+    python -m benchmarks.simulated [--visitors N] [--seed S] [--tuning-trials N]
 
 The simulator (``features.simulation``) knows each visitor's exact purchase probability
 ``p_true``. That includes the churn time, which no event log shows (a silent visitor is gone
@@ -40,8 +40,12 @@ def main() -> None:
     parser.add_argument("--visitors", type=int, default=150_000)
     parser.add_argument("--days", type=int, default=90, help="simulated period")
     parser.add_argument("--lookback-days", type=int, default=30, help="feature window")
+    parser.add_argument("--seed", type=int, default=42, help="simulator seed")
+    parser.add_argument(
+        "--tuning-trials", type=int, default=0, help="Optuna trials on validation log loss"
+    )
     args = parser.parse_args()
-    config = SimulationConfig(visitors=args.visitors, days=args.days)
+    config = SimulationConfig(visitors=args.visitors, days=args.days, seed=args.seed)
     lookback = timedelta(days=args.lookback_days)
     data = simulate(config)
     snapshot_config = SnapshotConfig(
@@ -54,7 +58,10 @@ def main() -> None:
     reference = reference_probabilities(
         data.truth, data.events, snapshot_config.snapshot_times(), HORIZON, config
     ).with_columns(pl.col("as_of").cast(snapshots.schema["as_of"]))
-    settings = TrainingSettings(num_threads=2, monotone_constraints=MONOTONE, test_snapshots=2)
+    settings = TrainingSettings(
+        num_threads=2, monotone_constraints=MONOTONE, test_snapshots=2,
+        tuning_trials=args.tuning_trials,
+    )  # fmt: skip
     outcome = fit_and_evaluate(
         snapshots, FEATURE_COLUMNS, settings, horizon=HORIZON, contacts=data.contacts,
         reference=reference, snapshot_config=snapshot_config.model_dump(mode="json"),

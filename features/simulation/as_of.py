@@ -5,8 +5,8 @@ left scores exactly 0. No event-based model can know that: a visitor who stopped
 either gone or between visits. This module gives the probability given the latent rate and
 intent (still more than events show) and the visitor's observed history up to ``as_of``,
 with the churn time integrated out as the generative model implies. It is an upper bound on
-what a model could reach from events (an ideal observer would also have to infer the rate
-and intent), and a tighter one than ``p_true``.
+what a model could reach from events, and a tighter one than ``p_true``; the ideal observer
+(``features.simulation.ideal``) also infers the rate and intent and is the tight one.
 """
 
 from __future__ import annotations
