@@ -10,6 +10,12 @@ uncompressed Arrow IPC files (a near-memcpy write and read), and each shard then
 reads only its own file. Re-scanning the lake once per shard with a hash filter would be
 simpler, but every pass decodes whole Parquet pages, so its cost grows with shards × events:
 quadratic in the data size, which is what made 50M events take 6.5x the time of 10M.
+
+The split stores the few-valued string columns as Categorical (``DICTIONARY_COLUMNS``): the
+plan then groups, joins and counts 32-bit codes instead of strings, and reading a split
+file validates each distinct string once instead of every row's (UTF-8 checks were ~15% of
+a shard's instructions). Measured on 10M simulated events, 2 cores: 22.0 s -> 19.3 s, CPU
+39.5 s -> 34.7 s. The values, and so every feature, are unchanged.
 """
 
 from __future__ import annotations
@@ -26,8 +32,15 @@ from features.batch import compute_features
 from features.definitions import FeatureConfig
 from features.engines import EventsSource, load_events
 
-#: Events per visitor shard that keep one shard's plan under ~2 GB (measured at 10M events).
-DEFAULT_EVENTS_PER_SHARD = 4_000_000
+#: Events per visitor shard. Peak memory grows with it (10M events: ~0.65 GB at 1M, ~1.4 GB
+#: at 4M); the time is the same at 1M and 4M.
+DEFAULT_EVENTS_PER_SHARD = 1_000_000
+#: String columns with few distinct values in a window (event names, catalogue items and
+#: categories; transaction ids are null on all but purchase and refund rows). The plan only
+#: compares them, tests them for null and counts their distinct values, which a Categorical
+#: answers exactly. Visitor and session ids have about one value per visitor or session:
+#: encoding them costs the split more than it saves the shards.
+DICTIONARY_COLUMNS: tuple[str, ...] = ("event_name", "item_id", "item_category", "transaction_id")
 
 
 def shards_for(events: int, events_per_shard: int = DEFAULT_EVENTS_PER_SHARD) -> int:
@@ -67,7 +80,8 @@ def write_features_sharded(
     split_dir = Path(tempfile.mkdtemp(prefix="propensity-shards-", dir=scratch_dir))
     try:
         shard_of = pl.col("visitor_id").hash(seed=0) % shards
-        events.sink_ipc(
+        encoded = [c for c in DICTIONARY_COLUMNS if events.collect_schema().get(c) == pl.String]
+        events.with_columns(pl.col(encoded).cast(pl.Categorical)).sink_ipc(
             pl.PartitionBy(split_dir, key={"shard": shard_of}, include_key=False),
             compression=None,
             mkdir=True,

@@ -38,7 +38,7 @@ class FeatureSettings(BaseModel):
     events_per_shard: int = Field(
         DEFAULT_EVENTS_PER_SHARD,
         gt=0,
-        description="events per visitor shard: peak memory grows with it (~1.5 GB at 4M)",
+        description="events per visitor shard: peak memory grows with it (~0.65 GB at 1M)",
     )
 
 

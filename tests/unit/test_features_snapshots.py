@@ -135,5 +135,5 @@ def test_sharded_writing_equals_the_single_plan(tmp_path: Path) -> None:
         out = write_features_sharded(events, T, tmp_path / f"out{shards}", shards=shards)
         sharded = pl.read_parquet(out / "*.parquet")
         assert sharded.sort("visitor_id").equals(whole.sort("visitor_id"))
-    assert shards_for(10_000_000) == 3
+    assert shards_for(10_000_000, events_per_shard=4_000_000) == 3
     assert shards_for(10) == 1
