@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import logging
 from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime, timedelta
@@ -36,7 +35,6 @@ from serving.dependencies import (
     WriteAccess,
     readable_store,
 )
-from serving.history import encode_events, read_history
 from serving.metrics import MetricsMiddleware
 from serving.problems import (
     PROBLEM_TYPE,
@@ -46,19 +44,19 @@ from serving.problems import (
     problem_response,
 )
 from serving.realtime import Contact, FeatureInputError
+from serving.rescoring import PostedEvents
 from serving.schemas import (
     EventsRequest,
     EventsResponse,
     ModelResponse,
     Readiness,
-    Rejection,
     ReloadResponse,
     ScoreRequest,
     VisitorScore,
 )
 from serving.settings import ServingPaths, ServingSettings
 from serving.sqlite_store import SqliteScoreStore
-from serving.state import Served, ServingState
+from serving.state import ServingState
 from serving.store import ScoreStore, StoreUnavailable
 
 log = logging.getLogger(__name__)
@@ -238,20 +236,27 @@ def _register_scoring(app: FastAPI, clock: Clock) -> None:
         now = clock()
         _check_size(state.settings, len(body.events))
         _check_as_of(state.settings, body.as_of, now)
-        # A few threads of its own (``event_threads``): many threads fighting over the GIL
-        # while holding a visitor's lock would stretch every request.
-        work = functools.partial(_post_events, body, served, store, state, now)
-        return _json(await to_thread.run_sync(work, limiter=state.event_limiter()))
-
-
-def _post_events(
-    body: EventsRequest, served: Served, store: ScoreStore, state: ServingState, now: datetime
-) -> bytes:
-    checked = state.intake.accept(body.visitor_id, body.events)
-    # One visitor's append, re-read, re-score and store run one at a time (no lost update);
-    # other visitors go on in parallel.
-    with state.visitor_lock(body.visitor_id):
-        return _apply_events(body, served, store, state, now, checked)
+        accepted, rejected = await state.intake.accept_async(body.visitor_id, body.events)
+        state.metrics.events.labels("accepted").inc(len(accepted))
+        state.metrics.events.labels("rejected").inc(len(rejected))
+        if not accepted:
+            raise ProblemError(
+                422,
+                "No valid events",
+                "every posted event was rejected",
+                errors=[r.model_dump() for r in rejected],
+            )
+        posted = PostedEvents(
+            visitor_id=body.visitor_id,
+            accepted=accepted,
+            rejected=rejected,
+            as_of=_as_of(body.as_of, now, _latest(accepted)),
+            scored_at=now,
+            contact=Contact(**body.contactability.model_dump()) if body.contactability else None,
+        )
+        # The re-score runs in the process's re-score thread, with every other request
+        # waiting then (``serving.rescoring``); the event loop goes on meanwhile.
+        return _json(await state.rescorer.submit(posted))
 
 
 def _latest(accepted: list[dict[str, Any]]) -> datetime | None:
@@ -259,60 +264,6 @@ def _latest(accepted: list[dict[str, Any]]) -> datetime | None:
     if not accepted:
         return None
     return _EPOCH + timedelta(microseconds=max(e["event_time"] for e in accepted))
-
-
-def _apply_events(
-    body: EventsRequest,
-    served: Served,
-    store: ScoreStore,
-    state: ServingState,
-    now: datetime,
-    checked: tuple[list[dict[str, Any]], list[Rejection]],
-) -> bytes:
-    """Append the accepted events, re-score and re-route the visitor, store the record;
-    the response body. The caller holds the visitor's lock."""
-    accepted, rejected = checked
-    settings = state.settings
-    state.metrics.events.labels("accepted").inc(len(accepted))
-    state.metrics.events.labels("rejected").inc(len(rejected))
-    if not accepted:
-        raise ProblemError(
-            422,
-            "No valid events",
-            "every posted event was rejected",
-            errors=[r.model_dump() for r in rejected],
-        )
-    visitor = store.append_events(
-        body.visitor_id, encode_events(accepted), settings.max_history_events
-    )
-    history = read_history(
-        visitor.batch_history, visitor.posted_events, settings.max_history_events
-    )
-    as_of = _as_of(body.as_of, now, _latest(accepted))
-    contact = (
-        Contact(**body.contactability.model_dump())
-        if body.contactability
-        else Contact.from_record(visitor.record)
-    )
-    record = served.scorer.score(
-        body.visitor_id,
-        served.scorer.features_from_events(history, as_of),
-        as_of=as_of,
-        scored_at=now,
-        contact=contact,
-        run=store.current_run(),
-    )
-    if not store.put_record(body.visitor_id, record, if_version=visitor.version):
-        # Events came in meanwhile (another replica or process): its writer, whose state
-        # holds these events too, stores the record. This answer is still this state's.
-        state.metrics.superseded.inc()
-    state.metrics.scores.labels(orjson.loads(record)["route"], "events").inc()
-    payload = {
-        "accepted": len(accepted),
-        "rejected": [r.model_dump() for r in rejected],
-        "score": orjson.Fragment(record),
-    }
-    return orjson.dumps(payload)
 
 
 def _contact(given: object, store: ScoreStore | None, visitor_id: str) -> Contact:

@@ -22,13 +22,11 @@ epoch. Events naming another visitor than the request's are rejected as
 from __future__ import annotations
 
 import math
-import queue
 import re
-import threading
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, TypeVar
+from typing import Any
 
 import polars as pl
 
@@ -37,13 +35,13 @@ from features.ingest.batch import LINE_COLUMN
 from features.ingest.mapping import SourceMapping, builtin_mapping
 from features.ingest.validate import MAX_ID_LENGTH, ValidationLimits, validate_batch
 from features.rows import to_micros
+from serving.batching import MicroBatcher
 from serving.history import event_dicts
 from serving.schemas import EventIn, Rejection
 
 Checked = tuple[pl.DataFrame, list[Rejection]]
 #: Accepted events as history events (``serving.history``), and the rejections.
 Accepted = tuple[list[dict[str, Any]], list[Rejection]]
-T = TypeVar("T")
 
 #: ISO 8601 with a date, a time, at most microseconds and an explicit offset: read the same
 #: by Python and by Arrow (ingestion's fast path); anything else takes ingestion's path.
@@ -122,14 +120,12 @@ def plain_events(
     return plain
 
 
-@dataclass
+@dataclass(frozen=True)
 class _Pending:
+    """One request's events waiting for validation."""
+
     visitor_id: str
     events: Sequence[EventIn]
-    apply: Callable[[Checked], Any] = lambda checked: checked
-    done: threading.Event = field(default_factory=threading.Event)
-    result: Any = None
-    error: BaseException | None = None
 
 
 def _records(pending: Sequence[_Pending], mapping: SourceMapping) -> pl.DataFrame:
@@ -184,18 +180,15 @@ class EventIntake:
     def __init__(self, limits: Callable[[], ValidationLimits]) -> None:
         self._limits = limits
         self._mapping = builtin_mapping("canonical")
-        self._queue: queue.SimpleQueue[_Pending | None] = queue.SimpleQueue()
-        self._thread: threading.Thread | None = None
+        self._batcher: MicroBatcher[_Pending, Checked] = MicroBatcher(
+            "event-intake", self._check_all
+        )
 
     def start(self) -> None:
-        self._thread = threading.Thread(target=self._loop, name="event-intake", daemon=True)
-        self._thread.start()
+        self._batcher.start()
 
     def stop(self) -> None:
-        if self._thread is not None:
-            self._queue.put(None)
-            self._thread.join(timeout=10)
-            self._thread = None
+        self._batcher.stop()
 
     def accept(self, visitor_id: str, events: Sequence[EventIn]) -> Accepted:
         """(accepted history events, rejections): the plain path when it applies, else
@@ -206,53 +199,18 @@ class EventIntake:
         accepted, rejected = self.check(visitor_id, events)
         return event_dicts(accepted), rejected
 
+    async def accept_async(self, visitor_id: str, events: Sequence[EventIn]) -> Accepted:
+        """``accept`` for the event loop: the plain path inline (microseconds), ingestion's
+        validation awaited without blocking the loop."""
+        plain = plain_events(visitor_id, events, self._limits())
+        if plain is not None:
+            return plain, []
+        accepted, rejected = await self._batcher.submit(_Pending(visitor_id, events))
+        return event_dicts(accepted), rejected
+
     def check(self, visitor_id: str, events: Sequence[EventIn]) -> Checked:
         """(accepted canonical events, rejections) for one request's events."""
-        checked: Checked = self.run(visitor_id, events, lambda result: result)
-        return checked
+        return self._batcher.call(_Pending(visitor_id, events))
 
-    def run(self, visitor_id: str, events: Sequence[EventIn], apply: Callable[[Checked], T]) -> T:
-        """Validate a request's events, then ``apply`` to the outcome in the intake thread;
-        returns what ``apply`` returns or raises what it raised."""
-        pending = _Pending(visitor_id, events, apply)
-        if self._thread is None:
-            self._run([pending])
-        else:
-            self._queue.put(pending)
-            pending.done.wait()
-        if pending.error is not None:
-            raise pending.error
-        result: T = pending.result
-        return result
-
-    def _loop(self) -> None:
-        while True:
-            first = self._queue.get()
-            if first is None:
-                return
-            batch = [first]
-            while True:
-                try:
-                    item = self._queue.get_nowait()
-                except queue.Empty:
-                    break
-                if item is None:
-                    self._queue.put(None)
-                    break
-                batch.append(item)
-            self._run(batch)
-
-    def _run(self, batch: list[_Pending]) -> None:
-        try:
-            results = check_events(batch, self._mapping, self._limits())
-        except Exception as problem:  # every waiting request must hear about it
-            for pending in batch:
-                pending.error = problem
-                pending.done.set()
-            return
-        for pending, result in zip(batch, results, strict=True):
-            try:
-                pending.result = pending.apply(result)
-            except Exception as problem:  # handed to the waiting request, raised there
-                pending.error = problem
-            pending.done.set()
+    def _check_all(self, batch: Sequence[_Pending]) -> list[Checked]:
+        return check_events(batch, self._mapping, self._limits())

@@ -44,6 +44,16 @@ class Contact:
         return cls(stored.get("email_status", "unknown"), stored.get("ads_consent", "unknown"))
 
 
+@dataclass(frozen=True)
+class Visitor:
+    """Who is scored, as of when, and how they may be contacted."""
+
+    visitor_id: str
+    as_of: datetime
+    scored_at: datetime
+    contact: Contact
+
+
 class RealTimeScorer:
     """Built once per loaded model; ``score_*`` are thread-safe."""
 
@@ -62,6 +72,13 @@ class RealTimeScorer:
     ) -> np.ndarray:
         """The visitor's features (``FEATURE_COLUMNS`` order) from their events before as_of."""
         return self.evaluator.vector(events, as_of)
+
+    def features_of_many(
+        self, histories: Sequence[Sequence[Mapping[str, Any]]], as_of: Sequence[datetime]
+    ) -> np.ndarray:
+        """One row of features per visitor, each from their events before their as_of."""
+        pairs = zip(histories, as_of, strict=True)
+        return np.stack([self.evaluator.vector(events, t) for events, t in pairs])
 
     def features_from_names(self, named: Mapping[str, float | None]) -> np.ndarray:
         """A feature vector from values by name; every model input must be given."""
@@ -87,42 +104,64 @@ class RealTimeScorer:
         run: RunInfo | None,
     ) -> bytes:
         """Score and route one visitor; the stored record (``VisitorScore`` JSON)."""
-        matrix = features.reshape(1, -1)
+        visitor = Visitor(visitor_id, as_of, scored_at, contact)
+        return self.score_many([visitor], features.reshape(1, -1), run=run)[0]
+
+    def score_many(
+        self, visitors: Sequence[Visitor], features: np.ndarray, *, run: RunInfo | None
+    ) -> list[bytes]:
+        """Score and route visitors (one row of ``features`` each) in one model call; their
+        records (``VisitorScore`` JSON)."""
         floor = run.ads_ev_floor if run is not None and run.ads_ev_floor is not None else -np.inf
         scored = score_and_route(
             self.loaded.model,
-            matrix,
-            visitor_id=[visitor_id],
-            email_status=np.array([contact.email_status], dtype=object),
-            ads_consent=np.array([contact.ads_consent], dtype=object),
+            features,
+            visitor_id=[v.visitor_id for v in visitors],
+            email_status=np.array([v.contact.email_status for v in visitors], dtype=object),
+            ads_consent=np.array([v.contact.ads_consent for v in visitors], dtype=object),
             policy=self.settings.routing,
             ads_ev_floor=floor,
             columns=self.columns,
         )
-        decile = int(decile_of(scored.score, run.decile_cuts if run else ())[0])
-        return real_time_record(
-            visitor_id=visitor_id,
-            score=float(scored.score[0]),
-            decile=decile or None,
-            route=ROUTES[int(scored.routed.route[0])],
-            reason=REASONS[int(scored.routed.reason[0])],
-            expected_value=float(scored.routed.expected_value[0]),
-            model_version=self.loaded.info.version,
-            as_of=as_of,
-            scored_at=scored_at,
-            email_status=contact.email_status,
-            ads_consent=contact.ads_consent,
-            top_features=self._top_features(matrix),
-        )
+        deciles = decile_of(scored.score, run.decile_cuts if run else ()).tolist()
+        explained = self._top_features(features)
+        routed = scored.routed
+        return [
+            real_time_record(
+                visitor_id=visitor.visitor_id,
+                score=score,
+                decile=decile or None,
+                route=ROUTES[route],
+                reason=REASONS[reason],
+                expected_value=value,
+                model_version=self.loaded.info.version,
+                as_of=visitor.as_of,
+                scored_at=visitor.scored_at,
+                email_status=visitor.contact.email_status,
+                ads_consent=visitor.contact.ads_consent,
+                top_features=top,
+            )
+            for visitor, score, decile, route, reason, value, top in zip(
+                visitors,
+                scored.score.tolist(),
+                deciles,
+                routed.route.tolist(),
+                routed.reason.tolist(),
+                routed.expected_value.tolist(),
+                explained,
+                strict=True,
+            )
+        ]
 
-    def _top_features(self, matrix: np.ndarray) -> list[dict[str, Any]] | None:
+    def _top_features(self, matrix: np.ndarray) -> list[list[dict[str, Any]] | None]:
+        """Per row, the top contributing features (None each when none are asked for)."""
         k = self.settings.top_features
         if not k:
-            return None
+            return [None] * len(matrix)
         inputs = np.ascontiguousarray(matrix[:, self.columns])
         order, values = top_contributions(self.loaded.model, inputs, k)
         names = self.loaded.model.feature_names
         return [
-            {"feature": names[j], "contribution": float(v)}
-            for j, v in zip(order[0], values[0], strict=True)
+            [{"feature": names[j], "contribution": v} for j, v in zip(row, row_values, strict=True)]
+            for row, row_values in zip(order.tolist(), values.tolist(), strict=True)
         ]

@@ -16,7 +16,14 @@ from typing import Any
 
 import polars as pl
 
-from serving.store import PUBLISH_COLUMNS, RunInfo, StoreUnavailable, VisitorState
+from serving.store import (
+    PUBLISH_COLUMNS,
+    Append,
+    RecordWrite,
+    RunInfo,
+    StoreUnavailable,
+    VisitorState,
+)
 
 _GET_RECORD = """
 local g = redis.call('GET', KEYS[1]) or '0'
@@ -138,16 +145,28 @@ class RedisScoreStore:
         return _state(self._get_state(keys=[self._current_key], args=[self.prefix, visitor_id]))
 
     def append_events(self, visitor_id: str, events: Sequence[bytes], keep: int) -> VisitorState:
-        if not events:
-            return self.get_state(visitor_id)
-        return _state(
-            self._append(keys=[self._current_key], args=[self.prefix, visitor_id, keep, *events])
-        )
+        return self.append_many([(visitor_id, events)], keep)[0]
+
+    def append_many(self, appends: Sequence[Append], keep: int) -> list[VisitorState]:
+        # Each append is one atomic script; a pipeline sends them in one round trip, and a
+        # visitor named twice sees its own earlier append (scripts run in order).
+        pipe = self.client.pipeline(transaction=False)
+        for visitor_id, events in appends:
+            args = [self.prefix, visitor_id, keep, *events]
+            script = self._append if events else self._get_state
+            script(keys=[self._current_key], args=args if events else args[:2], client=pipe)
+        return [_state(found) for found in pipe.execute()]
 
     def put_record(self, visitor_id: str, record: bytes, *, if_version: int | None = None) -> bool:
-        version = "" if if_version is None else str(if_version)
-        args = [self.prefix, visitor_id, record, version]
-        return bool(self._put(keys=[self._current_key], args=args))
+        return self.put_records([(visitor_id, record, if_version)])[0]
+
+    def put_records(self, writes: Sequence[RecordWrite]) -> list[bool]:
+        pipe = self.client.pipeline(transaction=False)
+        for visitor_id, record, if_version in writes:
+            version = "" if if_version is None else str(if_version)
+            args = [self.prefix, visitor_id, record, version]
+            self._put(keys=[self._current_key], args=args, client=pipe)
+        return [bool(stored) for stored in pipe.execute()]
 
     def ping(self) -> bool:
         try:

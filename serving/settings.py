@@ -58,8 +58,10 @@ class ServingSettings(BaseModel):
     max_body_bytes: int = Field(
         1 << 20, gt=0, description="request bodies larger than this are refused with 413"
     )
-    event_threads: int = Field(
-        2, gt=0, description="threads re-scoring posted events (more fight over the GIL)"
+    event_batch_max: int = Field(
+        64,
+        gt=0,
+        description="posted-events requests re-scored together at most (those waiting then)",
     )
     max_history_events: int = Field(
         2_000, gt=0, description="recent events kept per visitor for real-time re-scoring"

@@ -21,7 +21,14 @@ from pathlib import Path
 
 import polars as pl
 
-from serving.store import PUBLISH_COLUMNS, RunInfo, StoreUnavailable, VisitorState
+from serving.store import (
+    PUBLISH_COLUMNS,
+    Append,
+    RecordWrite,
+    RunInfo,
+    StoreUnavailable,
+    VisitorState,
+)
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value BLOB) WITHOUT ROWID;
@@ -151,21 +158,27 @@ class SqliteScoreStore:
             return self._state(db, self._current(db) or 0, visitor_id)
 
     def append_events(self, visitor_id: str, events: Sequence[bytes], keep: int) -> VisitorState:
+        return self.append_many([(visitor_id, events)], keep)[0]
+
+    def append_many(self, appends: Sequence[Append], keep: int) -> list[VisitorState]:
         db = self._db()
         with self._write, db:
             db.execute("BEGIN IMMEDIATE")
             generation = self._current(db) or 0
             _, table = _tables(generation)
-            db.executemany(
-                f"INSERT INTO {table} (visitor_id, event) VALUES (?, ?)",
-                [(visitor_id, e) for e in events],
-            )
-            db.execute(
-                f"DELETE FROM {table} WHERE visitor_id = ? AND seq NOT IN "
-                f"(SELECT seq FROM {table} WHERE visitor_id = ? ORDER BY seq DESC LIMIT ?)",
-                (visitor_id, visitor_id, keep),
-            )
-            return self._state(db, generation, visitor_id)
+            states = []
+            for visitor_id, events in appends:
+                db.executemany(
+                    f"INSERT INTO {table} (visitor_id, event) VALUES (?, ?)",
+                    [(visitor_id, e) for e in events],
+                )
+                db.execute(
+                    f"DELETE FROM {table} WHERE visitor_id = ? AND seq NOT IN "
+                    f"(SELECT seq FROM {table} WHERE visitor_id = ? ORDER BY seq DESC LIMIT ?)",
+                    (visitor_id, visitor_id, keep),
+                )
+                states.append(self._state(db, generation, visitor_id))
+            return states
 
     @staticmethod
     def _state(db: sqlite3.Connection, generation: int, visitor_id: str) -> VisitorState:
@@ -187,23 +200,30 @@ class SqliteScoreStore:
         )
 
     def put_record(self, visitor_id: str, record: bytes, *, if_version: int | None = None) -> bool:
+        return self.put_records([(visitor_id, record, if_version)])[0]
+
+    def put_records(self, writes: Sequence[RecordWrite]) -> list[bool]:
         db = self._db()
         with self._write, db:
             db.execute("BEGIN IMMEDIATE")
             scores, events = _tables(self._current(db) or 0)
-            if if_version is not None:
-                (version,) = db.execute(
-                    f"SELECT coalesce(max(seq), 0) FROM {events} WHERE visitor_id = ?",
-                    (visitor_id,),
-                ).fetchone()
-                if int(version) != if_version:
-                    return False
-            db.execute(
-                f"INSERT INTO {scores} (visitor_id, record) VALUES (?, ?) "
-                "ON CONFLICT (visitor_id) DO UPDATE SET record = excluded.record",
-                (visitor_id, record),
-            )
-            return True
+            stored = []
+            for visitor_id, record, if_version in writes:
+                if if_version is not None:
+                    (version,) = db.execute(
+                        f"SELECT coalesce(max(seq), 0) FROM {events} WHERE visitor_id = ?",
+                        (visitor_id,),
+                    ).fetchone()
+                    if int(version) != if_version:
+                        stored.append(False)
+                        continue
+                db.execute(
+                    f"INSERT INTO {scores} (visitor_id, record) VALUES (?, ?) "
+                    "ON CONFLICT (visitor_id) DO UPDATE SET record = excluded.record",
+                    (visitor_id, record),
+                )
+                stored.append(True)
+            return stored
 
     def ping(self) -> bool:
         try:

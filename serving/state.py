@@ -10,13 +10,12 @@ import hmac
 import logging
 import os
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from anyio import CapacityLimiter
-
 from features.ingest.validate import ValidationLimits
+from serving.batching import MicroBatcher
 from serving.champion import (
     LoadedModel,
     ModelUnavailable,
@@ -25,14 +24,14 @@ from serving.champion import (
 )
 from serving.intake import EventIntake
 from serving.metrics import ServingMetrics
+from serving.problems import ProblemError
 from serving.realtime import RealTimeScorer
+from serving.rescoring import PostedEvents, rescore_posted
 from serving.settings import ServingPaths, ServingSettings
 from serving.store import ScoreStore, StoreUnavailable, open_store
 
 log = logging.getLogger(__name__)
 Clock = Callable[[], datetime]
-#: Locks shared by all visitors of a process; two visitors share one with odds 1/this.
-_VISITOR_LOCK_STRIPES = 256
 
 
 @dataclass(frozen=True)
@@ -65,19 +64,24 @@ class ServingState:
         self._reload_lock = threading.Lock()
         self._store_lock = threading.Lock()
         self._keys = [k.get_secret_value().encode() for k in settings.api_keys]
-        self._event_limiter: CapacityLimiter | None = None
-        self._visitor_locks = [threading.Lock() for _ in range(_VISITOR_LOCK_STRIPES)]
+        # One thread applies every posted event of the process, in batches: a visitor's
+        # append, re-score and store never interleave with another of its own in this
+        # process, and threads do not fight over the GIL.
+        self.rescorer: MicroBatcher[PostedEvents, bytes] = MicroBatcher(
+            "event-rescore", self._rescore, settings.event_batch_max
+        )
 
-    def event_limiter(self) -> CapacityLimiter:
-        """Threads that process posted events (created on first use, in the event loop)."""
-        if self._event_limiter is None:
-            self._event_limiter = CapacityLimiter(self.settings.event_threads)
-        return self._event_limiter
-
-    def visitor_lock(self, visitor_id: str) -> threading.Lock:
-        """The lock that serialises real-time writes of one visitor in this process (striped:
-        visitors share a fixed set of locks, so memory stays bounded)."""
-        return self._visitor_locks[hash(visitor_id) % _VISITOR_LOCK_STRIPES]
+    def _rescore(self, posted: Sequence[PostedEvents]) -> list[bytes]:
+        served, store = self.served, self.store
+        if served is None or store is None:  # checked by the route; gone only at shutdown
+            raise ProblemError(503, "Not ready", "the model or the store is not available")
+        return rescore_posted(
+            posted,
+            served.scorer,
+            store,
+            keep=self.settings.max_history_events,
+            metrics=self.metrics,
+        )
 
     def event_limits(self) -> ValidationLimits:
         """Ingestion's time bounds for posted events, as of now."""
@@ -97,6 +101,7 @@ class ServingState:
     def open(self) -> None:
         self._bound_registry_calls()
         self.intake.start()
+        self.rescorer.start()
         self.open_store()
         self.reload()
 
@@ -169,6 +174,7 @@ class ServingState:
         return bool(self._keys)
 
     def close(self) -> None:
+        self.rescorer.stop()
         self.intake.stop()
         if self.store is not None:
             self.store.close()

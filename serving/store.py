@@ -29,6 +29,11 @@ import polars as pl
 
 from serving.settings import ServingPaths, ServingSettings
 
+#: Posted events (JSON bytes each) to append to one visitor's state.
+Append = tuple[str, Sequence[bytes]]
+#: A record to store for a visitor, with the state version it was computed from (None:
+#: unconditional).
+RecordWrite = tuple[str, bytes, int | None]
 #: Columns of a frame handed to ``publish``: visitor_id (String), record (Binary JSON),
 #: history (Binary JSON, nullable).
 PUBLISH_COLUMNS = ("visitor_id", "record", "history")
@@ -97,10 +102,19 @@ class ScoreStore(Protocol):
         state right after, read in the same atomic step."""
         ...
 
+    def append_many(self, appends: Sequence[Append], keep: int) -> list[VisitorState]:
+        """``append_events`` for each in order, in one atomic step (one round trip): a
+        visitor named twice gets the state after each of its appends."""
+        ...
+
     def put_record(self, visitor_id: str, record: bytes, *, if_version: int | None = None) -> bool:
         """Store the visitor's record; with ``if_version``, only if no events were appended
         since the state of that version was read (else False: a later writer, whose state
         holds these events too, stores its record). Replicas and processes need no lock."""
+        ...
+
+    def put_records(self, writes: Sequence[RecordWrite]) -> list[bool]:
+        """``put_record`` for each in order, in one step (one round trip)."""
         ...
 
     def ping(self) -> bool: ...

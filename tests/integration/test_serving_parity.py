@@ -3,6 +3,9 @@ POST /v1/events (stored history + posted events) give the same score and decisio
 
 from __future__ import annotations
 
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -114,6 +117,57 @@ def test_events_endpoint_matches_the_batch(run: tuple[World, ScoringSummary, pl.
             )
             assert answer.status_code == 200, answer.text
             _same(answer.json()["score"], batch)
+
+
+def test_events_batched_together_match_the_batch(
+    run: tuple[World, ScoringSummary, pl.DataFrame], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Requests that wait together are re-scored as one batch (one model call for several
+    visitors, one of them twice): each answer is still its own visitor's batch answer."""
+    shared, summary, scores = run
+    later = (summary.as_of + timedelta(hours=1)).isoformat()
+    visitors = _sample(scores)
+    visitors.append(visitors[0])
+    with TestClient(create_app(settings(), shared.paths("parity"))) as client:
+        state = client.app.state.serving  # type: ignore[attr-defined]
+        scorer, gate, sizes = state.served.scorer, threading.Event(), []
+        score_many = scorer.score_many
+
+        def held(visitors: Any, features: Any, *, run: Any) -> list[bytes]:
+            # The first call waits until every other request is queued behind it.
+            sizes.append(len(visitors))
+            gate.wait(30)
+            return score_many(visitors, features, run=run)
+
+        monkeypatch.setattr(scorer, "score_many", held)
+
+        def post(visitor: str) -> Any:
+            return client.post(
+                "/v1/events",
+                headers={"X-API-Key": API_KEY},
+                json={
+                    "visitor_id": visitor,
+                    "as_of": summary.as_of.isoformat(),
+                    "events": [{"event_time": later, "event_name": "page_view"}],
+                },
+            )
+
+        with ThreadPoolExecutor(len(visitors)) as pool:
+            answers = [pool.submit(post, v) for v in visitors]
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline and (
+                not sizes or state.rescorer._queue.qsize() < len(visitors) - sizes[0]
+            ):
+                time.sleep(0.005)
+            gate.set()
+            for visitor, answer in zip(visitors, answers, strict=True):
+                assert answer.result().status_code == 200, answer.result().text
+                batch = scores.filter(pl.col("visitor_id") == visitor).row(0, named=True)
+                _same(answer.result().json()["score"], batch)
+        # The first alone (or nearly), then every other in one batch: in two rounds when
+        # the repeated visitor is among them.
+        assert sum(sizes) == len(visitors) and len(sizes) <= 4
+        assert max(sizes) >= len(visitors) // 2
 
 
 def test_events_then_batch_on_the_grown_lake(

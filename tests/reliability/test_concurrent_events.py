@@ -74,13 +74,13 @@ def _slow_scores(state: ServingState, monkeypatch: pytest.MonkeyPatch) -> None:
     that puts land out of read order."""
     assert state.served is not None
     scorer = state.served.scorer
-    score = scorer.score
+    score_many = scorer.score_many
 
-    def slow_score(*args: Any, **kwargs: Any) -> bytes:
+    def slow_score(*args: Any, **kwargs: Any) -> list[bytes]:
         time.sleep(random.uniform(0, 0.006))
-        return score(*args, **kwargs)
+        return score_many(*args, **kwargs)
 
-    monkeypatch.setattr(scorer, "score", slow_score)
+    monkeypatch.setattr(scorer, "score_many", slow_score)
 
 
 def _order(visitor: str, client_number: int, k: int) -> dict[str, Any]:
@@ -142,36 +142,31 @@ def test_concurrent_events_for_one_visitor_lose_nothing(
 ) -> None:
     shared, name, visitors = scored
     visitor = visitors[0]
-    # As many event threads as clients: the most interleaving the lock has to prevent.
-    app = create_app(settings(event_threads=CLIENTS), shared.paths(name), clock=lambda: NOW)
+    app = create_app(settings(), shared.paths(name), clock=lambda: NOW)
     with TestClient(app) as client:
         state: ServingState = app.state.serving
         assert state.store is not None and state.served is not None
         _slow_scores(state, monkeypatch)
-        # Within one process the per-visitor lock orders the requests: every stored record
-        # comes from the visitor's latest state (the real store, observed).
-        store, seen, stale = state.store, threading.local(), []
-        append_events, put_record, get_state = (
-            store.append_events,
-            store.put_record,
-            store.get_state,
-        )
+        # Within one process requests are applied in order: every stored record comes from
+        # the visitor's latest state (the real store, observed), although requests waiting
+        # together are applied as one batch.
+        store, stale, batches = state.store, [], []
+        append_many, put_records, get_state = store.append_many, store.put_records, store.get_state
 
-        def observed_append(visitor_id: str, events: Any, keep: int) -> VisitorState:
-            seen.state = append_events(visitor_id, events, keep)
-            return seen.state
+        def observed_append(appends: Any, keep: int) -> list[VisitorState]:
+            batches.append(len(appends))
+            return append_many(appends, keep)
 
-        def observed_put_record(
-            visitor_id: str, record: bytes, *, if_version: int | None = None
-        ) -> bool:
-            stale.append(get_state(visitor_id).version != seen.state.version)
-            return put_record(visitor_id, record, if_version=if_version)
+        def observed_put_records(writes: Any) -> list[bool]:
+            stale.extend(get_state(visitor).version != version for visitor, _, version in writes)
+            return put_records(writes)
 
-        monkeypatch.setattr(store, "append_events", observed_append)
-        monkeypatch.setattr(store, "put_record", observed_put_record)
+        monkeypatch.setattr(store, "append_many", observed_append)
+        monkeypatch.setattr(store, "put_records", observed_put_records)
         before = len(state.store.get_state(visitor).posted_events)
         assert _post_orders([client], visitor) == [200] * CLIENTS * POSTS_PER_CLIENT
         assert len(stale) == CLIENTS * POSTS_PER_CLIENT and not any(stale)
+        assert sum(batches) == CLIENTS * POSTS_PER_CLIENT
         assert _superseded(state) == 0
         _assert_final_record_holds_every_event(client, state, visitor, before)
 
@@ -179,10 +174,10 @@ def test_concurrent_events_for_one_visitor_lose_nothing(
 @pytest.fixture(params=["sqlite", "redis"])
 def replicas_settings(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[ServingSettings]:
     if request.param == "sqlite":
-        yield settings(event_threads=CLIENTS)
+        yield settings()
         return
     with redis_server(tmp_path) as url:
-        yield settings(event_threads=CLIENTS, store="redis", redis_url=url)
+        yield settings(store="redis", redis_url=url)
 
 
 def test_a_replica_never_overwrites_a_newer_record(
@@ -201,30 +196,30 @@ def test_a_replica_never_overwrites_a_newer_record(
         a, b = (app.state.serving for app in apps)
         assert a.served is not None and a.store is not None and b.store is not None
         a_appended, b_stored = threading.Event(), threading.Event()
-        scorer, append_events, put_record = (
+        scorer, append_many, put_records = (
             a.served.scorer,
-            a.store.append_events,
-            b.store.put_record,
+            a.store.append_many,
+            b.store.put_records,
         )
-        score = scorer.score
+        score_many = scorer.score_many
 
-        def a_append(visitor_id: str, events: Any, keep: int) -> VisitorState:
-            appended = append_events(visitor_id, events, keep)
+        def a_append(appends: Any, keep: int) -> list[VisitorState]:
+            appended = append_many(appends, keep)
             a_appended.set()
             return appended
 
-        def a_score(*args: Any, **kwargs: Any) -> bytes:
+        def a_score(*args: Any, **kwargs: Any) -> list[bytes]:
             assert b_stored.wait(30), "replica B did not store its record"
-            return score(*args, **kwargs)
+            return score_many(*args, **kwargs)
 
-        def b_put(visitor_id: str, record: bytes, *, if_version: int | None = None) -> bool:
-            stored = put_record(visitor_id, record, if_version=if_version)
+        def b_put(writes: Any) -> list[bool]:
+            stored = put_records(writes)
             b_stored.set()
             return stored
 
-        monkeypatch.setattr(a.store, "append_events", a_append)
-        monkeypatch.setattr(scorer, "score", a_score)
-        monkeypatch.setattr(b.store, "put_record", b_put)
+        monkeypatch.setattr(a.store, "append_many", a_append)
+        monkeypatch.setattr(scorer, "score_many", a_score)
+        monkeypatch.setattr(b.store, "put_records", b_put)
         before = len(b.store.get_state(visitor).posted_events)
         with ThreadPoolExecutor(1) as pool:
             answer_a = pool.submit(
