@@ -111,16 +111,19 @@ def _as_of(requested: datetime | None, now: datetime, latest: datetime | None) -
 async def _visitor_record(state: ServingState, visitor_id: str, key: str | None) -> bytes:
     store = readable_store(state, key)
     if isinstance(store, SqliteScoreStore):
-        record = store.get_record(visitor_id)  # a local read: cheaper than a thread hop
+        stored = store.lookup(visitor_id)  # a local read: cheaper than a thread hop
     else:
-        record = await to_thread.run_sync(store.get_record, visitor_id)
-    if record is None:
+        stored = await to_thread.run_sync(store.lookup, visitor_id)
+    if stored is None:
         raise ProblemError(
             404,
             "Unknown visitor",
             f"no score for visitor {visitor_id!r}: not in the last batch run and no events posted",
         )
-    return record
+    if stored.unexplained is None:
+        return stored.record
+    # Re-scored from posted events with its top features left for now (explain_events).
+    return await state.explainer.submit((visitor_id, stored))
 
 
 def _lookup_handler(state: ServingState) -> ASGIApp:

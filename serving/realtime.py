@@ -24,7 +24,7 @@ from serving.records import real_time_record
 from serving.routing import REASONS, ROUTES
 from serving.scoring import ROUTING_FEATURES, decile_of, model_columns, score_and_route
 from serving.settings import ServingSettings
-from serving.store import RunInfo
+from serving.store import RunInfo, StoredRecord
 
 
 class FeatureInputError(ValueError):
@@ -108,10 +108,16 @@ class RealTimeScorer:
         return self.score_many([visitor], features.reshape(1, -1), run=run)[0]
 
     def score_many(
-        self, visitors: Sequence[Visitor], features: np.ndarray, *, run: RunInfo | None
+        self,
+        visitors: Sequence[Visitor],
+        features: np.ndarray,
+        *,
+        run: RunInfo | None,
+        explain: bool = True,
     ) -> list[bytes]:
         """Score and route visitors (one row of ``features`` each) in one model call; their
-        records (``VisitorScore`` JSON)."""
+        records (``VisitorScore`` JSON). ``explain=False`` leaves ``top_features`` null, for
+        ``explain_records`` to fill in later from ``model_inputs``."""
         floor = run.ads_ev_floor if run is not None and run.ads_ev_floor is not None else -np.inf
         scored = score_and_route(
             self.loaded.model,
@@ -124,7 +130,9 @@ class RealTimeScorer:
             columns=self.columns,
         )
         deciles = decile_of(scored.score, run.decile_cuts if run else ()).tolist()
-        explained = self._top_features(features)
+        explained = (
+            self.top_features(self.model_inputs(features)) if explain else [None] * len(visitors)
+        )
         routed = scored.routed
         return [
             real_time_record(
@@ -153,15 +161,40 @@ class RealTimeScorer:
             )
         ]
 
-    def _top_features(self, matrix: np.ndarray) -> list[list[dict[str, Any]] | None]:
-        """Per row, the top contributing features (None each when none are asked for)."""
+    def model_inputs(self, features: np.ndarray) -> np.ndarray:
+        """The model's input matrix of feature rows (``FEATURE_COLUMNS`` order)."""
+        return np.ascontiguousarray(features[:, self.columns], dtype=np.float64)
+
+    def top_features(self, inputs: np.ndarray) -> list[list[dict[str, Any]] | None]:
+        """Per row of model inputs, the top contributing features (None each when none are
+        asked for)."""
         k = self.settings.top_features
         if not k:
-            return [None] * len(matrix)
-        inputs = np.ascontiguousarray(matrix[:, self.columns])
+            return [None] * len(inputs)
         order, values = top_contributions(self.loaded.model, inputs, k)
         names = self.loaded.model.feature_names
         return [
             [{"feature": names[j], "contribution": v} for j, v in zip(row, row_values, strict=True)]
             for row, row_values in zip(order.tolist(), values.tolist(), strict=True)
         ]
+
+    def explain_records(self, pending: Sequence[StoredRecord]) -> list[bytes | None]:
+        """Records left unexplained by ``score_many(explain=False)``, with their top features
+        computed from their stored model inputs; None for a record this model did not score
+        (its explanation is not this model's to give)."""
+        version, width = self.loaded.info.version, len(self.columns)
+        parsed = [orjson.loads(p.record) for p in pending]
+        mine = [
+            i
+            for i, (p, record) in enumerate(zip(pending, parsed, strict=True))
+            if record.get("model_version") == version
+            and p.unexplained is not None
+            and len(p.unexplained) == width * 8
+        ]
+        explained: list[bytes | None] = [None] * len(pending)
+        if not mine:
+            return explained
+        inputs = np.stack([np.frombuffer(pending[i].unexplained or b"") for i in mine])
+        for i, top in zip(mine, self.top_features(inputs), strict=True):
+            explained[i] = orjson.dumps({**parsed[i], "top_features": top})
+        return explained

@@ -3,7 +3,8 @@
 Keys under ``<prefix>:``: ``current`` (live generation), ``run`` (its ``RunInfo``), ``gens``
 (every generation ever started, so a crashed publish is cleaned up later), and per generation
 ``g<g>:r:<visitor>`` (record), ``g<g>:h:<visitor>`` (batch history), ``g<g>:e:<visitor>``
-(list of posted events), ``g<g>:v:<visitor>`` (events ever appended: the state's version).
+(list of posted events), ``g<g>:v:<visitor>`` (events ever appended: the state's version),
+``g<g>:x:<visitor>`` (the model inputs of a record whose explanation is pending).
 Publishing writes the new generation's keys in pipelined chunks, then flips ``current`` and
 ``run`` in one MULTI transaction, then unlinks the old keys. Reads, appends and conditional
 writes resolve the generation inside a Lua script: one round trip, never a torn read.
@@ -21,6 +22,7 @@ from serving.store import (
     Append,
     RecordWrite,
     RunInfo,
+    StoredRecord,
     StoreUnavailable,
     VisitorState,
 )
@@ -28,6 +30,19 @@ from serving.store import (
 _GET_RECORD = """
 local g = redis.call('GET', KEYS[1]) or '0'
 return redis.call('GET', ARGV[1] .. ':g' .. g .. ':r:' .. ARGV[2])
+"""
+_LOOKUP = """
+local g = redis.call('GET', KEYS[1]) or '0'
+local base = ARGV[1] .. ':g' .. g
+return {redis.call('GET', base .. ':r:' .. ARGV[2]), redis.call('GET', base .. ':x:' .. ARGV[2])}
+"""
+_PUT_EXPLAINED = """
+local g = redis.call('GET', KEYS[1]) or '0'
+local base = ARGV[1] .. ':g' .. g
+if redis.call('GET', base .. ':r:' .. ARGV[2]) ~= ARGV[3] then return 0 end
+redis.call('SET', base .. ':r:' .. ARGV[2], ARGV[4])
+redis.call('DEL', base .. ':x:' .. ARGV[2])
+return 1
 """
 _GET_STATE = """
 local g = redis.call('GET', KEYS[1]) or '0'
@@ -53,6 +68,11 @@ if ARGV[4] ~= '' and (redis.call('GET', base .. ':v:' .. ARGV[2]) or '0') ~= ARG
   return 0
 end
 redis.call('SET', base .. ':r:' .. ARGV[2], ARGV[3])
+if ARGV[5] == '' then
+  redis.call('DEL', base .. ':x:' .. ARGV[2])
+else
+  redis.call('SET', base .. ':x:' .. ARGV[2], ARGV[5])
+end
 return 1
 """
 
@@ -76,6 +96,8 @@ class RedisScoreStore:
         self._get_state = client.register_script(_GET_STATE)
         self._append = client.register_script(_APPEND)
         self._put = client.register_script(_PUT)
+        self._lookup = client.register_script(_LOOKUP)
+        self._put_explained = client.register_script(_PUT_EXPLAINED)
 
     @classmethod
     def connect(
@@ -141,6 +163,16 @@ class RedisScoreStore:
         found = self._get_record(keys=[self._current_key], args=[self.prefix, visitor_id])
         return bytes(found) if found else None
 
+    def lookup(self, visitor_id: str) -> StoredRecord | None:
+        record, unexplained = self._lookup(keys=[self._current_key], args=[self.prefix, visitor_id])
+        if not record:
+            return None
+        return StoredRecord(bytes(record), bytes(unexplained) if unexplained else None)
+
+    def put_explained(self, visitor_id: str, unexplained: bytes, explained: bytes) -> bool:
+        args = [self.prefix, visitor_id, unexplained, explained]
+        return bool(self._put_explained(keys=[self._current_key], args=args))
+
     def get_state(self, visitor_id: str) -> VisitorState:
         return _state(self._get_state(keys=[self._current_key], args=[self.prefix, visitor_id]))
 
@@ -158,13 +190,13 @@ class RedisScoreStore:
         return [_state(found) for found in pipe.execute()]
 
     def put_record(self, visitor_id: str, record: bytes, *, if_version: int | None = None) -> bool:
-        return self.put_records([(visitor_id, record, if_version)])[0]
+        return self.put_records([RecordWrite(visitor_id, record, if_version)])[0]
 
     def put_records(self, writes: Sequence[RecordWrite]) -> list[bool]:
         pipe = self.client.pipeline(transaction=False)
-        for visitor_id, record, if_version in writes:
+        for visitor_id, record, if_version, unexplained in writes:
             version = "" if if_version is None else str(if_version)
-            args = [self.prefix, visitor_id, record, version]
+            args = [self.prefix, visitor_id, record, version, unexplained or b""]
             self._put(keys=[self._current_key], args=args, client=pipe)
         return [bool(stored) for stored in pipe.execute()]
 

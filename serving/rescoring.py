@@ -26,7 +26,7 @@ from serving.history import encode_events, read_history
 from serving.metrics import ServingMetrics
 from serving.realtime import Contact, RealTimeScorer, Visitor
 from serving.schemas import Rejection
-from serving.store import ScoreStore
+from serving.store import RecordWrite, ScoreStore
 
 
 @dataclass(frozen=True)
@@ -64,9 +64,11 @@ def rescore_posted(
     *,
     keep: int,
     metrics: ServingMetrics,
+    explain: bool = True,
 ) -> list[bytes]:
     """Append each request's events, re-score and re-route its visitor, store the records;
-    the response bodies (``EventsResponse`` JSON), in order."""
+    the response bodies (``EventsResponse`` JSON), in order. ``explain=False`` stores the
+    records with their model inputs and no top features: the next lookup computes them."""
     bodies: list[bytes] = [b""] * len(posted)
     run = store.current_run()
     for group in rounds([p.visitor_id for p in posted]):
@@ -82,11 +84,16 @@ def rescore_posted(
             Visitor(job.visitor_id, job.as_of, job.scored_at, contact)
             for job, contact in zip(jobs, contacts, strict=True)
         ]
-        records = scorer.score_many(visitors, features, run=run)
+        records = scorer.score_many(visitors, features, run=run, explain=explain)
+        pending: list[bytes | None] = (
+            [None] * len(jobs)
+            if explain or not scorer.settings.top_features
+            else [row.tobytes() for row in scorer.model_inputs(features)]
+        )
         stored = store.put_records(
             [
-                (job.visitor_id, record, state.version)
-                for job, record, state in zip(jobs, records, states, strict=True)
+                RecordWrite(job.visitor_id, record, state.version, inputs)
+                for job, record, state, inputs in zip(jobs, records, states, pending, strict=True)
             ]
         )
         for i, job, record, kept in zip(group, jobs, records, stored, strict=True):

@@ -67,6 +67,14 @@ class ServingSettings(BaseModel):
         2_000, gt=0, description="recent events kept per visitor for real-time re-scoring"
     )
     top_features: int = Field(5, ge=0, description="contributing features shown per score")
+    explain_events: Literal["on_read", "inline"] = Field(
+        "on_read",
+        description=(
+            "when posted events re-score a visitor, compute its top features at its next "
+            "lookup (on_read: the event answer has none) or at once (inline: TreeSHAP, "
+            "about half the cost of a re-score)"
+        ),
+    )
     batch_contributions: bool = Field(
         True, description="compute top contributing features in the batch job (TreeSHAP)"
     )

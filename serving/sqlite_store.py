@@ -1,6 +1,7 @@
 """SQLite (WAL) score store: the embedded default, one file under the data directory.
 
-Each published run is a *generation*: tables ``scores_<g>`` (visitor_id, record, history) and
+Each published run is a *generation*: tables ``scores_<g>`` (visitor_id, record, history, the
+inputs of a pending explanation) and
 ``events_<g>`` (posted events). The view ``scores`` points at the live generation; publishing
 writes the new tables in several short transactions (readers and real-time writers are not
 blocked), then recreates the view and the ``current`` pointer in one transaction: SQLite DDL
@@ -26,6 +27,7 @@ from serving.store import (
     Append,
     RecordWrite,
     RunInfo,
+    StoredRecord,
     StoreUnavailable,
     VisitorState,
 )
@@ -43,13 +45,23 @@ def _create_generation(db: sqlite3.Connection, generation: int) -> None:
     scores, events = _tables(generation)
     db.execute(
         f"CREATE TABLE IF NOT EXISTS {scores} "
-        "(visitor_id TEXT PRIMARY KEY, record BLOB NOT NULL, history BLOB) WITHOUT ROWID"
+        "(visitor_id TEXT PRIMARY KEY, record BLOB NOT NULL, history BLOB, unexplained BLOB) "
+        "WITHOUT ROWID"
     )
     db.execute(
         f"CREATE TABLE IF NOT EXISTS {events} "
         "(seq INTEGER PRIMARY KEY AUTOINCREMENT, visitor_id TEXT NOT NULL, event BLOB NOT NULL)"
     )
     db.execute(f"CREATE INDEX IF NOT EXISTS {events}_visitor ON {events} (visitor_id, seq)")
+
+
+def _add_unexplained_column(db: sqlite3.Connection, generation: int) -> None:
+    """Stores written before pending explanations existed lack the column: add it."""
+    scores, _ = _tables(generation)
+    columns = {row[1] for row in db.execute(f"PRAGMA table_info({scores})")}
+    if columns and "unexplained" not in columns:
+        db.execute(f"ALTER TABLE {scores} ADD COLUMN unexplained BLOB")
+        SqliteScoreStore._switch(db, generation)
 
 
 class SqliteScoreStore:
@@ -68,9 +80,12 @@ class SqliteScoreStore:
             db = store._db()
             db.executescript(_SCHEMA)
             with db:
-                if store._current(db) is None:
+                current = store._current(db)
+                if current is None:
                     _create_generation(db, 0)
                     store._switch(db, 0)
+                else:
+                    _add_unexplained_column(db, current)
         except (OSError, sqlite3.Error) as problem:
             raise StoreUnavailable(f"SQLite score store {path}: {problem}") from problem
         return store
@@ -117,7 +132,11 @@ class SqliteScoreStore:
             rows = chunk.select(PUBLISH_COLUMNS).iter_rows()
             with db:
                 db.execute("BEGIN")
-                db.executemany(f"INSERT OR REPLACE INTO {scores} VALUES (?, ?, ?)", rows)
+                db.executemany(
+                    f"INSERT OR REPLACE INTO {scores} (visitor_id, record, history) "
+                    "VALUES (?, ?, ?)",
+                    rows,
+                )
         with db:
             db.execute("BEGIN IMMEDIATE")
             self._switch(db, generation)
@@ -148,6 +167,28 @@ class SqliteScoreStore:
             .fetchone()
         )
         return None if row is None else bytes(row[0])
+
+    def lookup(self, visitor_id: str) -> StoredRecord | None:
+        row = (
+            self._db()
+            .execute("SELECT record, unexplained FROM scores WHERE visitor_id = ?", (visitor_id,))
+            .fetchone()
+        )
+        if row is None:
+            return None
+        return StoredRecord(bytes(row[0]), None if row[1] is None else bytes(row[1]))
+
+    def put_explained(self, visitor_id: str, unexplained: bytes, explained: bytes) -> bool:
+        db = self._db()
+        with self._write, db:
+            db.execute("BEGIN IMMEDIATE")
+            scores, _ = _tables(self._current(db) or 0)
+            changed = db.execute(
+                f"UPDATE {scores} SET record = ?, unexplained = NULL "
+                "WHERE visitor_id = ? AND record = ?",
+                (explained, visitor_id, unexplained),
+            ).rowcount
+            return changed == 1
 
     def get_state(self, visitor_id: str) -> VisitorState:
         db = self._db()
@@ -200,7 +241,7 @@ class SqliteScoreStore:
         )
 
     def put_record(self, visitor_id: str, record: bytes, *, if_version: int | None = None) -> bool:
-        return self.put_records([(visitor_id, record, if_version)])[0]
+        return self.put_records([RecordWrite(visitor_id, record, if_version)])[0]
 
     def put_records(self, writes: Sequence[RecordWrite]) -> list[bool]:
         db = self._db()
@@ -208,7 +249,7 @@ class SqliteScoreStore:
             db.execute("BEGIN IMMEDIATE")
             scores, events = _tables(self._current(db) or 0)
             stored = []
-            for visitor_id, record, if_version in writes:
+            for visitor_id, record, if_version, unexplained in writes:
                 if if_version is not None:
                     (version,) = db.execute(
                         f"SELECT coalesce(max(seq), 0) FROM {events} WHERE visitor_id = ?",
@@ -218,9 +259,10 @@ class SqliteScoreStore:
                         stored.append(False)
                         continue
                 db.execute(
-                    f"INSERT INTO {scores} (visitor_id, record) VALUES (?, ?) "
-                    "ON CONFLICT (visitor_id) DO UPDATE SET record = excluded.record",
-                    (visitor_id, record),
+                    f"INSERT INTO {scores} (visitor_id, record, unexplained) VALUES (?, ?, ?) "
+                    "ON CONFLICT (visitor_id) DO UPDATE "
+                    "SET record = excluded.record, unexplained = excluded.unexplained",
+                    (visitor_id, record, unexplained),
                 )
                 stored.append(True)
             return stored

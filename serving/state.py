@@ -28,7 +28,7 @@ from serving.problems import ProblemError
 from serving.realtime import RealTimeScorer
 from serving.rescoring import PostedEvents, rescore_posted
 from serving.settings import ServingPaths, ServingSettings
-from serving.store import ScoreStore, StoreUnavailable, open_store
+from serving.store import ScoreStore, StoredRecord, StoreUnavailable, open_store
 
 log = logging.getLogger(__name__)
 Clock = Callable[[], datetime]
@@ -70,6 +70,10 @@ class ServingState:
         self.rescorer: MicroBatcher[PostedEvents, bytes] = MicroBatcher(
             "event-rescore", self._rescore, settings.event_batch_max
         )
+        # Lookups of records whose top features were left for their first read.
+        self.explainer: MicroBatcher[tuple[str, StoredRecord], bytes] = MicroBatcher(
+            "explain", self._explain, settings.event_batch_max
+        )
 
     def _rescore(self, posted: Sequence[PostedEvents]) -> list[bytes]:
         served, store = self.served, self.store
@@ -81,7 +85,25 @@ class ServingState:
             store,
             keep=self.settings.max_history_events,
             metrics=self.metrics,
+            explain=self.settings.explain_events == "inline",
         )
+
+    def _explain(self, pending: Sequence[tuple[str, StoredRecord]]) -> list[bytes]:
+        """The records with their top features, each stored back unless a newer record
+        replaced it meanwhile (that one is the live one; this answer still holds for the
+        record read). A record the loaded model did not score is answered as it is."""
+        served, store = self.served, self.store
+        if served is None or store is None:
+            return [stored.record for _, stored in pending]
+        explained = served.scorer.explain_records([stored for _, stored in pending])
+        answers = []
+        for (visitor_id, stored), record in zip(pending, explained, strict=True):
+            if record is None:
+                answers.append(stored.record)
+                continue
+            store.put_explained(visitor_id, stored.record, record)
+            answers.append(record)
+        return answers
 
     def event_limits(self) -> ValidationLimits:
         """Ingestion's time bounds for posted events, as of now."""
@@ -102,6 +124,7 @@ class ServingState:
         self._bound_registry_calls()
         self.intake.start()
         self.rescorer.start()
+        self.explainer.start()
         self.open_store()
         self.reload()
 
@@ -175,6 +198,7 @@ class ServingState:
 
     def close(self) -> None:
         self.rescorer.stop()
+        self.explainer.stop()
         self.intake.stop()
         if self.store is not None:
             self.store.close()

@@ -22,7 +22,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 import orjson
 import polars as pl
@@ -31,9 +31,6 @@ from serving.settings import ServingPaths, ServingSettings
 
 #: Posted events (JSON bytes each) to append to one visitor's state.
 Append = tuple[str, Sequence[bytes]]
-#: A record to store for a visitor, with the state version it was computed from (None:
-#: unconditional).
-RecordWrite = tuple[str, bytes, int | None]
 #: Columns of a frame handed to ``publish``: visitor_id (String), record (Binary JSON),
 #: history (Binary JSON, nullable).
 PUBLISH_COLUMNS = ("visitor_id", "record", "history")
@@ -72,6 +69,27 @@ class RunInfo:
         )
 
 
+class RecordWrite(NamedTuple):
+    """A record to store for a visitor."""
+
+    visitor_id: str
+    record: bytes
+    #: The state version the record was computed from (None: store unconditionally).
+    if_version: int | None = None
+    #: The model inputs (float64 bytes) when the record's top features are left for its
+    #: next lookup to compute; None: the record is complete.
+    unexplained: bytes | None = None
+
+
+@dataclass(frozen=True)
+class StoredRecord:
+    """A visitor's live record, and the model inputs behind it while its top features are
+    still to be computed (None: nothing left to do)."""
+
+    record: bytes
+    unexplained: bytes | None = None
+
+
 @dataclass(frozen=True)
 class VisitorState:
     """What the real-time path needs to re-score one visitor."""
@@ -95,6 +113,17 @@ class ScoreStore(Protocol):
         """The visitor's live record (JSON bytes), or None for an unknown visitor."""
         ...
 
+    def lookup(self, visitor_id: str) -> StoredRecord | None:
+        """The visitor's live record with the inputs of a pending explanation (None for an
+        unknown visitor)."""
+        ...
+
+    def put_explained(self, visitor_id: str, unexplained: bytes, explained: bytes) -> bool:
+        """Replace the record ``unexplained`` by ``explained`` (the same with its top
+        features) and clear the pending inputs, only if ``unexplained`` is still the live
+        record (else False: a newer record came in meanwhile)."""
+        ...
+
     def get_state(self, visitor_id: str) -> VisitorState: ...
 
     def append_events(self, visitor_id: str, events: Sequence[bytes], keep: int) -> VisitorState:
@@ -114,7 +143,8 @@ class ScoreStore(Protocol):
         ...
 
     def put_records(self, writes: Sequence[RecordWrite]) -> list[bool]:
-        """``put_record`` for each in order, in one step (one round trip)."""
+        """``put_record`` for each in order, in one step (one round trip); a write with
+        ``unexplained`` inputs keeps them for the record's next ``lookup``."""
         ...
 
     def ping(self) -> bool: ...

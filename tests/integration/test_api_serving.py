@@ -4,13 +4,18 @@ model: lookups, auth, event intake, problems instead of 500s, reload, metrics.""
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import datetime
 from typing import Any
 
+import numpy as np
+import orjson
 import pytest
 from fastapi.testclient import TestClient
+from numpy.testing import assert_array_equal
 
 from serving.api import create_app
 from serving.batch import score_visitors
+from serving.history import read_history
 from serving.schemas import EventsResponse, VisitorScore
 from tests.integration.serving_world import KEY, World, event, register_tiny_model, settings, world
 
@@ -70,6 +75,45 @@ def test_events_rescore_and_are_stored(client: TestClient, scored: tuple[World, 
         headers=KEY,
     )
     assert again.status_code == 422 and again.json()["errors"][0]["reason"] == "bad_timestamp"
+
+
+def test_events_leave_the_explanation_to_the_first_lookup(
+    client: TestClient, scored: tuple[World, list[str]]
+) -> None:
+    visitor = scored[1][2]
+    state = client.app.state.serving  # type: ignore[attr-defined]
+    body = {"visitor_id": visitor, "events": [event()]}
+    posted = client.post("/v1/events", json=body, headers=KEY)
+    assert posted.status_code == 200, posted.text
+    answer = posted.json()["score"]
+    assert answer["top_features"] is None
+    pending = state.store.lookup(visitor)
+    assert pending.record == orjson.dumps(answer) and pending.unexplained is not None
+    # The pending inputs are the model inputs of the visitor's features at the answer's as_of.
+    scorer = state.served.scorer
+    now = state.store.get_state(visitor)
+    history = read_history(now.batch_history, now.posted_events, state.settings.max_history_events)
+    features = scorer.features_from_events(history, datetime.fromisoformat(answer["as_of"]))
+    inputs = np.frombuffer(pending.unexplained).reshape(1, -1)
+    assert_array_equal(inputs, scorer.model_inputs(features.reshape(1, -1)))
+    looked_up = client.get(f"/v1/visitors/{visitor}").json()
+    assert looked_up == {**answer, "top_features": scorer.top_features(inputs)[0]}
+    assert len(looked_up["top_features"]) == state.settings.top_features
+    assert state.store.lookup(visitor).unexplained is None  # explained once, stored
+    assert client.get(f"/v1/visitors/{visitor}").json() == looked_up
+
+
+def test_events_explained_inline_when_configured(scored: tuple[World, list[str]]) -> None:
+    shared, visitors = scored
+    app = create_app(settings(explain_events="inline"), shared.paths("api"))
+    with TestClient(app) as inline:
+        posted = inline.post(
+            "/v1/events", json={"visitor_id": visitors[3], "events": [event()]}, headers=KEY
+        )
+        assert posted.status_code == 200, posted.text
+        top = posted.json()["score"]["top_features"]
+        assert top is not None and len(top) == app.state.serving.settings.top_features
+        assert inline.get(f"/v1/visitors/{visitors[3]}").json()["top_features"] == top
 
 
 def test_write_routes_need_a_valid_key(client: TestClient) -> None:
@@ -158,9 +202,17 @@ def test_reload_swaps_and_a_failed_reload_keeps_the_old_model(shared: World) -> 
         swapped = live.post("/v1/admin/reload", headers=KEY)
         assert swapped.status_code == 200 and swapped.json()["model_version"] == "2"
         MlflowClient(shared.tracking_uri).delete_registered_model_alias(name, "champion")
+        # A record left unexplained by version 2 is answered as it is by version 3: its
+        # explanation is not version 3's to give.
+        live.post("/v1/events", json={"visitor_id": "late", "events": [event()]}, headers=KEY)
+        register_tiny_model(shared.tracking_uri, shared.root / "artifacts", name=name, seed=5)
+        assert live.post("/v1/admin/reload", headers=KEY).json()["model_version"] == "3"
+        late = live.get("/v1/visitors/late").json()
+        assert late["model_version"] == "2" and late["top_features"] is None
+        MlflowClient(shared.tracking_uri).delete_registered_model_alias(name, "champion")
         failed = live.post("/v1/admin/reload", headers=KEY)
-        assert failed.status_code == 503 and "still serving version 2" in failed.json()["detail"]
-        assert live.get("/v1/model").json()["version"] == "2"
+        assert failed.status_code == 503 and "still serving version 3" in failed.json()["detail"]
+        assert live.get("/v1/model").json()["version"] == "3"
         assert live.get("/readyz").status_code == 200
 
 

@@ -133,11 +133,11 @@ def test_events_batched_together_match_the_batch(
         scorer, gate, sizes = state.served.scorer, threading.Event(), []
         score_many = scorer.score_many
 
-        def held(visitors: Any, features: Any, *, run: Any) -> list[bytes]:
+        def held(visitors: Any, *args: Any, **kwargs: Any) -> list[bytes]:
             # The first call waits until every other request is queued behind it.
             sizes.append(len(visitors))
             gate.wait(30)
-            return score_many(visitors, features, run=run)
+            return score_many(visitors, *args, **kwargs)
 
         monkeypatch.setattr(scorer, "score_many", held)
 

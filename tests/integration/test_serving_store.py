@@ -11,7 +11,7 @@ import pytest
 
 from serving.redis_store import RedisScoreStore
 from serving.sqlite_store import SqliteScoreStore
-from serving.store import RunInfo, ScoreStore
+from serving.store import RecordWrite, RunInfo, ScoreStore, StoredRecord
 from tests.integration.serving_redis import redis_server
 
 AS_OF = datetime(2026, 1, 1, tzinfo=UTC)
@@ -119,3 +119,48 @@ def test_a_record_is_stored_only_for_the_latest_state(store: ScoreStore) -> None
     store.publish(_run("r2", 1), [_chunk(["a"], "2")])  # a new run starts the visitor afresh
     assert not store.put_record("a", b'{"v":"stale"}', if_version=later.version)
     assert store.get_record("a") == b'{"v":"a","t":"2"}'
+
+
+def test_a_pending_explanation_is_kept_until_explained_once(store: ScoreStore) -> None:
+    store.publish(_run("r1", 1), [_chunk(["a"], "1")])
+    assert store.lookup("a") == StoredRecord(b'{"v":"a","t":"1"}')  # batch records: complete
+    assert store.lookup("nobody") is None
+    seen = store.append_events("a", [b"1"], keep=5)
+    inputs = b"\x00" * 16
+    assert store.put_records([RecordWrite("a", b'{"v":"rt"}', seen.version, inputs)]) == [True]
+    assert store.lookup("a") == StoredRecord(b'{"v":"rt"}', inputs)
+    # Another record came in meanwhile: the explanation of the old one is not stored.
+    assert not store.put_explained("a", b'{"v":"older"}', b'{"v":"older","top":1}')
+    assert store.put_explained("a", b'{"v":"rt"}', b'{"v":"rt","top":1}')
+    assert store.lookup("a") == StoredRecord(b'{"v":"rt","top":1}')
+    # A record written complete clears what was pending for the one before.
+    store.put_records([RecordWrite("a", b'{"v":"rt2"}', None, inputs)])
+    store.put_record("a", b'{"v":"rt3"}')
+    assert store.lookup("a") == StoredRecord(b'{"v":"rt3"}')
+
+
+def test_a_store_written_before_pending_explanations_opens(tmp_path: Path) -> None:
+    """A SQLite file from before the ``unexplained`` column: opened, read and written."""
+    import sqlite3
+
+    path = tmp_path / "old.sqlite"
+    db = sqlite3.connect(path)
+    db.executescript(
+        "CREATE TABLE meta (key TEXT PRIMARY KEY, value BLOB) WITHOUT ROWID;"
+        "CREATE TABLE scores_1 (visitor_id TEXT PRIMARY KEY, record BLOB NOT NULL,"
+        " history BLOB) WITHOUT ROWID;"
+        "CREATE TABLE events_1 (seq INTEGER PRIMARY KEY AUTOINCREMENT,"
+        " visitor_id TEXT NOT NULL, event BLOB NOT NULL);"
+        "CREATE VIEW scores AS SELECT * FROM scores_1;"
+        "INSERT INTO meta VALUES ('current', '1');"
+    )
+    db.execute("INSERT INTO scores_1 VALUES ('a', ?, ?)", (b'{"v":"a"}', b"[]"))
+    db.commit()
+    db.close()
+    store = SqliteScoreStore.open(path)
+    try:
+        assert store.lookup("a") == StoredRecord(b'{"v":"a"}')
+        store.put_records([RecordWrite("a", b'{"v":"rt"}', None, b"x")])
+        assert store.lookup("a") == StoredRecord(b'{"v":"rt"}', b"x")
+    finally:
+        store.close()

@@ -158,7 +158,7 @@ def test_concurrent_events_for_one_visitor_lose_nothing(
             return append_many(appends, keep)
 
         def observed_put_records(writes: Any) -> list[bool]:
-            stale.extend(get_state(visitor).version != version for visitor, _, version in writes)
+            stale.extend(get_state(w.visitor_id).version != w.if_version for w in writes)
             return put_records(writes)
 
         monkeypatch.setattr(store, "append_many", observed_append)
