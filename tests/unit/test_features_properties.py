@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import tempfile
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import polars as pl
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -18,7 +19,14 @@ from features.engines import load_events
 from features.labels import build_labels
 from features.online import OnlineFeatureEvaluator
 from features.sharding import write_features_sharded
-from features.testing import AS_OF, assert_features_close, event_lists, events, to_frame
+from features.testing import (
+    AS_OF,
+    assert_features_close,
+    event_lists,
+    events,
+    feature_matrix,
+    to_frame,
+)
 
 SETTINGS = settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 _DAY_S = 86_400
@@ -140,3 +148,79 @@ def test_an_evaluator_for_some_features_gives_those_unchanged(
     np.testing.assert_array_equal(some[chosen], full[chosen])
     skipped = OnlineFeatureEvaluator(only={"n_events"}).vector(history, AS_OF)
     assert np.isnan(np.delete(skipped, FEATURE_COLUMNS.index("n_events"))).all()
+
+
+@st.composite
+def visitor_batches(draw: st.DrawFn) -> tuple[list[list[dict[str, Any]]], list[datetime]]:
+    """Histories of a few visitors with their own as_of (within two days of ``AS_OF``), in a
+    random order that includes an empty history and one with every event after its as_of."""
+    histories = draw(st.lists(event_lists(max_size=15), min_size=1, max_size=5))
+    histories += [[], draw(event_lists(min_size=1, max_size=5, min_offset_s=2 * _DAY_S))]
+    order = draw(st.permutations(range(len(histories))))
+    shifts = draw(
+        st.lists(
+            st.sampled_from([-2 * _DAY_S, -1, 0, 1800, 2 * _DAY_S])
+            | st.integers(-2 * _DAY_S, 2 * _DAY_S),
+            min_size=len(histories),
+            max_size=len(histories),
+        )
+    )
+    return [histories[i] for i in order], [AS_OF + timedelta(seconds=s) for s in shifts]
+
+
+def batch_row(history: list[dict[str, Any]], as_of: datetime) -> np.ndarray | None:
+    """The batch (Polars) features of one visitor as a float row, None if not in the output."""
+    frame = to_frame([{**event, "visitor_id": "v"} for event in history])
+    features = collect(build_features(frame, as_of, engine="polars"))
+    return feature_matrix(features)[0] if features.height else None
+
+
+def assert_rows_close(actual: np.ndarray, expected: np.ndarray) -> None:
+    for j, name in enumerate(FEATURE_COLUMNS):
+        np.testing.assert_allclose(actual[j], expected[j], rtol=1e-9, atol=1e-9, err_msg=name)
+
+
+@SETTINGS
+@given(batch=visitor_batches())
+def test_matrix_of_many_visitors_equals_each_visitor_alone(
+    batch: tuple[list[list[dict[str, Any]]], list[datetime]],
+) -> None:
+    """Each row of ``matrix`` is its visitor's features as of its own time: equal to the
+    batch path and to a batch of that visitor alone (no session, purchase or distinct value
+    leaks from one visitor to the next)."""
+    histories, as_of = batch
+    evaluator = OnlineFeatureEvaluator()
+    matrix = evaluator.matrix(histories, as_of)
+    assert matrix.shape == (len(histories), len(FEATURE_COLUMNS))
+    for row, history, moment in zip(matrix, histories, as_of, strict=True):
+        assert_rows_close(row, evaluator.matrix([history], [moment])[0])
+        expected = batch_row(history, moment)
+        if expected is None:  # no event in the window
+            assert row[FEATURE_COLUMNS.index("n_events")] == 0
+            assert_rows_close(row, evaluator.vector([], moment))
+        else:
+            assert_rows_close(row, expected)
+
+
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(batch=visitor_batches(), picked=st.sets(st.sampled_from(FEATURE_COLUMNS), min_size=1))
+def test_a_matrix_of_some_features_gives_those_unchanged(
+    batch: tuple[list[list[dict[str, Any]]], list[datetime]], picked: set[str]
+) -> None:
+    histories, as_of = batch
+    full = OnlineFeatureEvaluator().matrix(histories, as_of)
+    some = OnlineFeatureEvaluator(only=picked).matrix(histories, as_of)
+    chosen = np.array([name in picked for name in FEATURE_COLUMNS])
+    np.testing.assert_array_equal(some[:, chosen], full[:, chosen])
+    # A derived feature brings its public inputs along (here n_events); nothing else.
+    ratio = OnlineFeatureEvaluator(only={"share_events_1d"}).matrix(histories, as_of)
+    kept = [FEATURE_COLUMNS.index(n) for n in ("share_events_1d", "n_events")]
+    np.testing.assert_array_equal(ratio[:, kept], full[:, kept])
+    assert np.isnan(np.delete(ratio, kept, axis=1)).all()
+
+
+def test_matrix_takes_one_as_of_for_all_or_one_each() -> None:
+    evaluator = OnlineFeatureEvaluator()
+    assert evaluator.matrix([], AS_OF).shape == (0, len(FEATURE_COLUMNS))
+    with pytest.raises(ValueError, match="2 histories but 1 as_of"):
+        evaluator.matrix([[], []], [AS_OF])
