@@ -107,12 +107,12 @@ class OnlineFeatureEvaluator:
         us = _micros([event["event_time"] for event in flat])
         end_us = as_of_us[seg]
         inside = np.flatnonzero((us >= end_us - self._lookback_us) & (us < end_us))
-        window = [flat[i] for i in inside.tolist()]
         # Fixed-width unicode sorts and compares natively, in code point order like str.
-        sid = np.array([event.get("session_id") or "" for event in window], dtype=str)
+        sid = np.array([flat[i].get("session_id") or "" for i in inside.tolist()], dtype=str)
         order = np.lexsort((sid, us[inside], seg[inside]))
-        kept = [window[i] for i in order.tolist()]
-        sid, us, seg = sid[order], us[inside][order], seg[inside][order]
+        sid, taken = sid[order], inside[order]
+        kept = [flat[i] for i in taken.tolist()]
+        us, seg = us[taken], seg[taken]
         columns = {c: np.array([e.get(c) for e in kept], dtype=object) for c in _LABELS}
         price, quantity, revenue = (
             np.array([e.get(c) for e in kept], dtype=np.float64) for c in _NUMBERS
