@@ -12,7 +12,8 @@ httptools; default one) in its own process:
 - ``constant``: a minimal FastAPI app whose endpoint returns a constant (the ceiling);
 - ``ours``: ``serving.api`` (lookups ``GET /v1/visitors/{id}`` over random scored visitors;
   ``POST /v1/events`` of one event for a random visitor: validate, append, re-score, re-route,
-  store);
+  store, with the top features left for the next lookup, the default); then again with
+  ``explain_events=inline`` (TreeSHAP in every event answer), events at concurrency 16;
 - ``mlflow``: ``mlflow models serve --env-manager local`` answering one-record
   ``/invocations`` (what a user would otherwise deploy).
 
@@ -20,7 +21,8 @@ Load generator: ``wrk`` (Debian package) with Lua scripts for random paths and P
 ``--latency`` for p50/p99; without wrk, an asyncio client on httpx (slower: it shares the
 two cores with the servers, so its numbers are lower bounds). Each measurement runs
 ``--seconds`` at concurrency 1 and 16. Last line: ``RESULT lookup_rps=… lookup_p99_ms=…
-ratio_vs_ceiling=… ratio_vs_mlflow=… events_rps=… events_p99_ms=…`` (concurrency 16).
+ratio_vs_ceiling=… ratio_vs_mlflow=… events_rps=… events_p99_ms=… events_inline_rps=…
+events_inline_p99_ms=…`` (concurrency 16).
 """
 
 from __future__ import annotations
@@ -234,6 +236,22 @@ def run_all(
                 base, "POST", ["/v1/events"], bodies, c, seconds, headers={"X-API-Key": API_KEY}
             )
         stack.close()
+        # The same server with top features computed in the event answer, not at first read.
+        port = free_port()
+        inline = setup["settings"].model_copy(update={"explain_events": "inline"})
+        base = stack.enter_context(
+            server(
+                uvicorn_command("serving.server:app_from_handoff", port, workers),
+                port,
+                "/readyz",
+                handoff_environment(inline, setup["paths"]),
+                logs / "ours-inline.log",
+            )
+        )
+        results[("ev_inline", 16)] = measure(
+            base, "POST", ["/v1/events"], bodies, 16, seconds, headers={"X-API-Key": API_KEY}
+        )
+        stack.close()
         if with_mlflow:
             results.update(run_mlflow(setup, seconds, logs, workers))
     return results
@@ -279,6 +297,7 @@ def report(results: dict[tuple[str, int], Measurement]) -> None:
             f"  {m.tool}"
         )
     lookup, events = results[("lookup", 16)], results[("events", 16)]
+    inline = results[("ev_inline", 16)]
     ceiling = results[("constant", 16)].rps
     mlflow = results.get(("mlflow", 16))
     vs_mlflow = f"{lookup.rps / mlflow.rps:.1f}" if mlflow and mlflow.rps else "nan"
@@ -287,7 +306,8 @@ def report(results: dict[tuple[str, int], Measurement]) -> None:
     print(
         f"RESULT lookup_rps={lookup.rps:.0f} lookup_p99_ms={lookup.p99_ms:.2f} "
         f"ratio_vs_ceiling={lookup.rps / ceiling:.2f} ratio_vs_mlflow={vs_mlflow} "
-        f"events_rps={events.rps:.0f} events_p99_ms={events.p99_ms:.2f}"
+        f"events_rps={events.rps:.0f} events_p99_ms={events.p99_ms:.2f} "
+        f"events_inline_rps={inline.rps:.0f} events_inline_p99_ms={inline.p99_ms:.2f}"
     )
 
 

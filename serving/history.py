@@ -68,7 +68,7 @@ def read_history(
     seen: set[tuple[Any, ...]] = set()
     unique = []
     for event in events:
-        key = tuple(event.get(f) for f in HISTORY_FIELDS)
+        key = tuple(map(event.get, HISTORY_FIELDS))
         if key not in seen:
             seen.add(key)
             unique.append(event)
