@@ -77,6 +77,16 @@ def readable_store(state: ServingState, presented_key: str | None) -> ScoreStore
     return state.store
 
 
+def scoring_for_writes(state: ServingState, presented_key: str | None) -> None:
+    """Write access, a loaded model and the store, checked inline by the events route in the
+    order its dependencies would check them (key, model, store)."""
+    _check_key(state, presented_key)
+    if state.served is None:
+        raise ProblemError(503, "Model not loaded", f"cannot score: {state.model_problem}")
+    if state.store is None:
+        raise ProblemError(503, "Store unavailable", f"score store: {state.store_problem}")
+
+
 ServedDep = Annotated[Served, Depends(_served)]
 StoreDep = Annotated[ScoreStore, Depends(_store)]
 ReadAccess = Depends(_read_access)

@@ -16,7 +16,7 @@ log = logging.getLogger(__name__)
 PROBLEM_TYPE = "application/problem+json"
 _TITLES = {400: "Bad request", 404: "Not found", 405: "Method not allowed", 413: "Too large"}
 #: FastAPI's detail when the body is not JSON that ``json.loads`` can read.
-_UNPARSED = "There was an error parsing the body"
+UNPARSED_BODY = "There was an error parsing the body"
 
 
 class Problem(BaseModel):
@@ -66,7 +66,7 @@ def _validation_errors(exc: RequestValidationError) -> list[dict[str, Any]]:
 
 
 def _http_detail(exc: StarletteHTTPException) -> str:
-    if exc.status_code == 400 and exc.detail == _UNPARSED:
+    if exc.status_code == 400 and exc.detail == UNPARSED_BODY:
         return (
             "the body is not readable JSON (malformed, nested too deeply, or a number out of range)"
         )

@@ -246,8 +246,11 @@ def test_openapi_documents_the_routes(client: TestClient) -> None:
 
 def test_metrics(client: TestClient, scored: tuple[World, list[str]]) -> None:
     client.get(f"/v1/visitors/{scored[1][0]}")
+    body = {"visitor_id": scored[1][4], "events": [event()]}
+    assert client.post("/v1/events", json=body, headers=KEY).status_code == 200
     text = client.get("/metrics").text
     assert 'propensity_requests_total{method="GET",route="/v1/visitors/{visitor_id}"' in text
+    assert 'propensity_requests_total{method="POST",route="/v1/events",status="200"}' in text
     assert 'propensity_model_info{version="1"} 1.0' in text
     assert "propensity_request_seconds_bucket" in text
 
