@@ -175,12 +175,12 @@ def _closure(names: Collection[str]) -> set[str]:
 def _abandoned(seg: np.ndarray, us: np.ndarray, names: np.ndarray, items: np.ndarray) -> np.ndarray:
     """No purchase of the same visitor and item (None matches None) at or after the row."""
     buys = np.flatnonzero(names == _PURCHASE)
-    abandoned = np.ones(len(us), dtype=bool)
-    last_buy: dict[tuple[int, Any], int] = {}
-    for key in zip(seg[buys].tolist(), items[buys].tolist(), us[buys].tolist(), strict=True):
-        last_buy[key[:2]] = max(key[2], last_buy.get(key[:2], _NEVER))
-    # Only visitors with a purchase can have a row that is not abandoned.
-    maybe = np.flatnonzero(np.isin(seg, seg[buys]))
-    rows = zip(seg[maybe].tolist(), items[maybe].tolist(), us[maybe].tolist(), strict=True)
-    abandoned[maybe] = [last_buy.get((s, item), _NEVER) < t for s, item, t in rows]
-    return abandoned
+    if not len(buys):
+        return np.ones(len(us), dtype=bool)
+    codes: dict[Any, int] = {}
+    item_codes = np.array([codes.setdefault(item, len(codes)) for item in items.tolist()])
+    # One key per (visitor, item); the last purchase per key, compared with each row's time.
+    _, key = np.unique(seg * len(codes) + item_codes, return_inverse=True)
+    last_buy = np.full(key.max() + 1, _NEVER)
+    np.maximum.at(last_buy, key[buys], us[buys])
+    return last_buy[key] < us
