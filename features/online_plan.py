@@ -2,12 +2,14 @@
 
 The rows (the row model of ``features.rows``, built by ``features.online``) of several
 visitors are concatenated and sorted by ``segment``, the visitor's position in the batch.
-``AggregatePlan`` evaluates every ``Aggregate`` at once: each distinct event set, range set
-and flag is one row mask, every ``RowFilter`` is a gather of three of them (one boolean
-table, filters by rows), and aggregates of one kind and column reduce their filters' rows per
-segment together (``ufunc.reduceat`` over the segment starts). ``DerivedPlan`` computes the
-``Derived`` features columnwise, a layer at a time. The Python work of an evaluation is then
-per distinct condition and per (kind, column), not per visitor and feature.
+``AggregatePlan`` evaluates every ``Aggregate`` at once: each event name, range and flag is
+one row mask, and every ``RowFilter`` is gathered from them into one boolean table (filters
+by rows, ``FilterPlan``); counts of every filter are one reduction per segment
+(``ufunc.reduceat`` over the segment starts), sums, means, minima and maxima of every column
+are one table reduced four ways, and distinct values are counted from (aggregate, visitor,
+value) triples. ``DerivedPlan`` computes the ``Derived`` features columnwise, a layer at a
+time. The Python work of an evaluation is thus a fixed number of numpy calls plus a few
+passes over the rows, not work per visitor and feature.
 
 Null semantics are those documented on ``Aggregate`` and ``Derived``: NaN stands for null.
 """
