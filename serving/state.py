@@ -6,6 +6,7 @@ not ready, with the reason; a failed reload keeps the model being served.
 
 from __future__ import annotations
 
+import gc
 import hmac
 import logging
 import os
@@ -48,6 +49,17 @@ class ReloadOutcome:
     version: str | None
     previous: str | None
     message: str
+
+
+def _settle_heap() -> None:
+    """Take what is alive now (libraries, the model, caches) out of the cyclic collector's
+    way. A full collection walks every tracked object, about half a million in this
+    process, and took 280 ms in the middle of requests (measured under load: the events
+    p99); objects made by requests are still collected as before. Unfrozen first, so that
+    a replaced model's cycles are freed by the collection."""
+    gc.unfreeze()
+    gc.collect()
+    gc.freeze()
 
 
 class ServingState:
@@ -163,6 +175,7 @@ class ServingState:
                 return self._refused(previous, f"{type(problem).__name__}: {problem}")
             self.served = served
             self.model_problem = None
+            _settle_heap()
             version = served.loaded.info.version
             self.metrics.set_model(version)
             self.metrics.reloads.labels("loaded").inc()

@@ -116,6 +116,15 @@ def test_events_explained_inline_when_configured(scored: tuple[World, list[str]]
         assert inline.get(f"/v1/visitors/{visitors[3]}").json()["top_features"] == top
 
 
+def test_the_loaded_heap_is_kept_out_of_full_collections(client: TestClient) -> None:
+    """Half a million objects alive after startup: a full cyclic collection over them
+    stalls requests for hundreds of milliseconds, so startup freezes them."""
+    import gc
+
+    assert client.get("/readyz").status_code == 200
+    assert gc.get_freeze_count() > 100_000
+
+
 def test_write_routes_need_a_valid_key(client: TestClient) -> None:
     body = {"visitor_id": "v", "events": [event()]}
     assert client.post("/v1/events", json=body).status_code == 401
