@@ -15,11 +15,12 @@ goes to every job of the batch.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import queue
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Generic, TypeAlias, TypeVar
+from typing import Any, Generic, TypeAlias, TypeVar
 
 J = TypeVar("J")
 R = TypeVar("R")
@@ -28,8 +29,13 @@ Outcome: TypeAlias = R | BaseException
 
 @dataclass(frozen=True)
 class _Waiting(Generic[J, R]):
+    """A job and who waits for it: a thread (``settle``) or a coroutine (``future`` of
+    ``loop``)."""
+
     job: J
-    settle: Callable[[Outcome[R]], None]
+    settle: Callable[[Outcome[R]], None] | None = None
+    loop: asyncio.AbstractEventLoop | None = None
+    future: asyncio.Future[Outcome[R]] | None = None
 
 
 class BatcherStopped(RuntimeError):
@@ -72,7 +78,7 @@ class MicroBatcher(Generic[J, R]):
             box.append(outcome)
             done.set()
 
-        self._enqueue(_Waiting(job, settle))
+        self._enqueue(_Waiting(job, settle=settle))
         done.wait()
         return _unwrap(box[0])
 
@@ -80,11 +86,7 @@ class MicroBatcher(Generic[J, R]):
         """Run the job (with whatever else is waiting) without blocking the event loop."""
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Outcome[R]] = loop.create_future()
-
-        def settle(outcome: Outcome[R]) -> None:
-            loop.call_soon_threadsafe(_settle, future, outcome)
-
-        self._enqueue(_Waiting(job, settle))
+        self._enqueue(_Waiting(job, loop=loop, future=future))
         return _unwrap(await future)
 
     def _enqueue(self, waiting: _Waiting[J, R]) -> None:
@@ -116,8 +118,7 @@ class MicroBatcher(Generic[J, R]):
             outcomes = self._run_batch([w.job for w in batch])
         except Exception as problem:  # every waiting job must hear about it
             outcomes = [problem] * len(batch)
-        for waiting, outcome in zip(batch, outcomes, strict=True):
-            waiting.settle(outcome)
+        _settle_all(list(zip(batch, outcomes, strict=True)))
 
     def _fail_waiting(self) -> None:
         while True:
@@ -126,12 +127,28 @@ class MicroBatcher(Generic[J, R]):
             except queue.Empty:
                 return
             if item is not None:
-                item.settle(BatcherStopped(f"{self.name} stopped"))
+                stopped: Outcome[R] = BatcherStopped(f"{self.name} stopped")
+                _settle_all([(item, stopped)])
 
 
-def _settle(future: asyncio.Future[Outcome[R]], outcome: Outcome[R]) -> None:
-    if not future.done():  # a caller that went away (client disconnect) cancelled it
-        future.set_result(outcome)
+def _settle_all(settled: list[tuple[_Waiting[J, R], Outcome[R]]]) -> None:
+    """Hand each waiter its outcome: threads directly, coroutines with one wake-up of their
+    loop for the whole batch (each wake-up is a system call and a GIL hand-over)."""
+    by_loop: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future[Any], Any]]] = {}
+    for waiting, outcome in settled:
+        if waiting.settle is not None:
+            waiting.settle(outcome)
+        elif waiting.loop is not None and waiting.future is not None:
+            by_loop.setdefault(waiting.loop, []).append((waiting.future, outcome))
+    for loop, futures in by_loop.items():
+        with contextlib.suppress(RuntimeError):  # a closed loop: nobody waits any more
+            loop.call_soon_threadsafe(_set_results, futures)
+
+
+def _set_results(futures: list[tuple[asyncio.Future[Any], Any]]) -> None:
+    for future, outcome in futures:
+        if not future.done():  # a caller that went away (client disconnect) cancelled it
+            future.set_result(outcome)
 
 
 def _unwrap(outcome: Outcome[R]) -> R:
