@@ -2,11 +2,12 @@
 appended, re-scored, re-routed and stored together (``serving.batching``).
 
 A batch costs one store transaction for the appends, one for the records, one model call,
-one ``pred_contrib`` call and one routing call, however many visitors it holds; features
-are the online path's (``RealTimeScorer.features_of_many``), so each visitor's answer is
-the one ``POST /v1/score`` would give for the same events and ``as_of``. A visitor posted
-to twice in one batch is handled in two rounds, so each answer is the state right after
-that request's own events, as if the requests had come one by one.
+one routing call (and one ``pred_contrib`` call when explaining inline), however many
+visitors it holds; features are the online path's (``RealTimeScorer.features_of_many``, one
+numpy pass), so each visitor's answer is the one ``POST /v1/score`` would give for the same
+events and ``as_of``. A visitor posted to twice in one batch gets two answers, each from
+the state right after that request's own events, as if the requests had come one by one;
+the later one is stored.
 
 Records are written only while the visitor's state is unchanged since it was read
 (``put_records`` with versions): another process or replica that appended meanwhile
@@ -43,20 +44,6 @@ class PostedEvents:
     contact: Contact | None = None
 
 
-def rounds(visitor_ids: Sequence[str]) -> list[list[int]]:
-    """Positions grouped so that no visitor appears twice in a group, each visitor's
-    positions in order across groups (round r holds every visitor's r-th request)."""
-    grouped: list[list[int]] = []
-    seen: dict[str, int] = {}
-    for position, visitor_id in enumerate(visitor_ids):
-        r = seen.get(visitor_id, -1) + 1
-        seen[visitor_id] = r
-        if r == len(grouped):
-            grouped.append([])
-        grouped[r].append(position)
-    return grouped
-
-
 def rescore_posted(
     posted: Sequence[PostedEvents],
     scorer: RealTimeScorer,
@@ -69,45 +56,44 @@ def rescore_posted(
     """Append each request's events, re-score and re-route its visitor, store the records;
     the response bodies (``EventsResponse`` JSON), in order. ``explain=False`` stores the
     records with their model inputs and no top features: the next lookup computes them."""
-    bodies: list[bytes] = [b""] * len(posted)
     run = store.current_run()
-    for group in rounds([p.visitor_id for p in posted]):
-        jobs = [posted[i] for i in group]
-        states = store.append_many(
-            [(job.visitor_id, encode_events(job.accepted)) for job in jobs], keep
-        )
-        histories = [read_history(s.batch_history, s.posted_events, keep) for s in states]
-        features = scorer.features_of_many(histories, [job.as_of for job in jobs])
-        pairs = zip(jobs, states, strict=True)
-        contacts = [job.contact or Contact.from_record(s.record) for job, s in pairs]
-        visitors = [
-            Visitor(job.visitor_id, job.as_of, job.scored_at, contact)
-            for job, contact in zip(jobs, contacts, strict=True)
-        ]
-        records = scorer.score_many(visitors, features, run=run, explain=explain)
-        pending: list[bytes | None] = (
-            [None] * len(jobs)
-            if explain or not scorer.settings.top_features
-            else [row.tobytes() for row in scorer.model_inputs(features)]
-        )
-        stored = store.put_records(
-            [
-                RecordWrite(job.visitor_id, record, state.version, inputs)
-                for job, record, state, inputs in zip(jobs, records, states, pending, strict=True)
-            ]
-        )
-        for i, job, record, kept in zip(group, jobs, records, stored, strict=True):
-            if not kept:
-                # Events came in meanwhile (another replica or process): its writer, whose
-                # state holds these events too, stores the record. This answer is still
-                # this state's.
-                metrics.superseded.inc()
-            metrics.scores.labels(orjson.loads(record)["route"], "events").inc()
-            bodies[i] = orjson.dumps(
+    # One transaction in arrival order: a visitor posted to twice gets the state after each
+    # of its appends, so each answer is its own request's state.
+    states = store.append_many([(p.visitor_id, encode_events(p.accepted)) for p in posted], keep)
+    histories = [read_history(s.batch_history, s.posted_events, keep) for s in states]
+    features = scorer.features_of_many(histories, [p.as_of for p in posted])
+    pairs = zip(posted, states, strict=True)
+    contacts = [p.contact or Contact.from_record(s.record) for p, s in pairs]
+    visitors = [
+        Visitor(p.visitor_id, p.as_of, p.scored_at, contact)
+        for p, contact in zip(posted, contacts, strict=True)
+    ]
+    records = scorer.score_many(visitors, features, run=run, explain=explain)
+    pending: list[bytes | None] = (
+        [None] * len(posted)
+        if explain or not scorer.settings.top_features
+        else [row.tobytes() for row in scorer.model_inputs(features)]
+    )
+    # Only each visitor's last request of the batch is stored: its state holds the events
+    # of the others, whose records it replaces at once.
+    last = {p.visitor_id: i for i, p in enumerate(posted)}
+    kept = [i for i, p in enumerate(posted) if last[p.visitor_id] == i]
+    stored = store.put_records(
+        [RecordWrite(posted[i].visitor_id, records[i], states[i].version, pending[i]) for i in kept]
+    )
+    # A write refused: events came in meanwhile (another replica or process), and its
+    # writer, whose state holds these events too, stores the record. The answers stand.
+    metrics.superseded.inc(stored.count(False))
+    bodies = []
+    for job, record in zip(posted, records, strict=True):
+        metrics.scores.labels(orjson.loads(record)["route"], "events").inc()
+        bodies.append(
+            orjson.dumps(
                 {
                     "accepted": len(job.accepted),
                     "rejected": [r.model_dump() for r in job.rejected],
                     "score": orjson.Fragment(record),
                 }
             )
+        )
     return bodies

@@ -33,6 +33,12 @@ class ServingSettings(BaseModel):
     )
     store: Literal["sqlite", "redis"] = Field("sqlite", description="score store backend")
     redis_url: str = Field("redis://127.0.0.1:6379/0", description="used when store=redis")
+    sqlite_checkpoint_seconds: float = Field(
+        0.25,
+        gt=0,
+        description="the API copies the SQLite WAL into the database this often, in a "
+        "background thread, so that no request waits for it",
+    )
     redis_prefix: str = Field("propensity", description="key prefix in Redis")
     redis_timeout_seconds: float = Field(
         2.0, gt=0, description="Redis connect and socket timeout: a stalled store fails fast"

@@ -15,6 +15,7 @@ more than waiting on a Python lock (other processes still meet the busy timeout)
 
 from __future__ import annotations
 
+import logging
 import sqlite3
 import threading
 from collections.abc import Iterable, Sequence
@@ -32,6 +33,7 @@ from serving.store import (
     VisitorState,
 )
 
+log = logging.getLogger(__name__)
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value BLOB) WITHOUT ROWID;
 """
@@ -65,18 +67,25 @@ def _add_unexplained_column(db: sqlite3.Connection, generation: int) -> None:
 
 
 class SqliteScoreStore:
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, checkpoint_every: float | None = None) -> None:
         self.path = path
         self._local = threading.local()
         self._all: list[sqlite3.Connection] = []
         self._lock = threading.Lock()
         self._write = threading.Lock()
+        self._checkpoint_every = checkpoint_every
+        self._stop = threading.Event()
+        self._checkpointer: threading.Thread | None = None
 
     @classmethod
-    def open(cls, path: Path) -> SqliteScoreStore:
+    def open(cls, path: Path, checkpoint_every: float | None = None) -> SqliteScoreStore:
+        """``checkpoint_every`` (seconds): copy the WAL into the database in a thread of its
+        own that often, instead of in whichever commit crosses SQLite's threshold. That
+        commit's request would wait for the copy and its fsync (7-25 ms measured, the
+        events p99); None leaves it to SQLite (the batch job)."""
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
-            store = cls(path)
+            store = cls(path, checkpoint_every)
             db = store._db()
             db.executescript(_SCHEMA)
             with db:
@@ -88,7 +97,25 @@ class SqliteScoreStore:
                     _add_unexplained_column(db, current)
         except (OSError, sqlite3.Error) as problem:
             raise StoreUnavailable(f"SQLite score store {path}: {problem}") from problem
+        if checkpoint_every is not None:
+            store._checkpointer = threading.Thread(
+                target=store._checkpoint_loop, name="sqlite-checkpoint", daemon=True
+            )
+            store._checkpointer.start()
         return store
+
+    def _checkpoint_loop(self) -> None:
+        assert self._checkpoint_every is not None
+        db = sqlite3.connect(self.path, timeout=30, isolation_level=None)
+        try:
+            while not self._stop.wait(self._checkpoint_every):
+                try:
+                    # PASSIVE: copies what no reader still needs, never blocks a writer.
+                    db.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+                except sqlite3.Error as problem:
+                    log.warning("SQLite checkpoint of %s failed: %s", self.path, problem)
+        finally:
+            db.close()
 
     def _db(self) -> sqlite3.Connection:
         db: sqlite3.Connection | None = getattr(self._local, "db", None)
@@ -99,6 +126,8 @@ class SqliteScoreStore:
             db.execute("PRAGMA journal_mode=WAL")
             db.execute("PRAGMA synchronous=NORMAL")
             db.execute("PRAGMA busy_timeout=30000")
+            if self._checkpoint_every is not None:
+                db.execute("PRAGMA wal_autocheckpoint=0")  # the checkpoint thread does it
             self._local.db = db
             with self._lock:
                 self._all.append(db)
@@ -275,6 +304,10 @@ class SqliteScoreStore:
         return True
 
     def close(self) -> None:
+        self._stop.set()
+        if self._checkpointer is not None:
+            self._checkpointer.join(timeout=10)
+            self._checkpointer = None
         with self._lock:
             for db in self._all:
                 db.close()

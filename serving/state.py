@@ -147,7 +147,7 @@ class ServingState:
             if self.store is not None:
                 return
             try:
-                self.store = open_store(self.settings, self.paths)
+                self.store = open_store(self.settings, self.paths, serving=True)
                 self.store_problem = None
             except StoreUnavailable as problem:
                 self.store_problem = str(problem)

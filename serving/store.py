@@ -156,8 +156,11 @@ class StoreUnavailable(RuntimeError):
     """The store cannot be reached or opened; the message says which and why."""
 
 
-def open_store(settings: ServingSettings, paths: ServingPaths) -> ScoreStore:
-    """The configured backend, opened (SQLite creates its file; Redis is pinged)."""
+def open_store(
+    settings: ServingSettings, paths: ServingPaths, *, serving: bool = False
+) -> ScoreStore:
+    """The configured backend, opened (SQLite creates its file; Redis is pinged). For the
+    API (``serving``), SQLite checkpoints its WAL in a background thread."""
     if settings.store == "redis":
         from serving.redis_store import RedisScoreStore
 
@@ -169,4 +172,5 @@ def open_store(settings: ServingSettings, paths: ServingPaths) -> ScoreStore:
         )
     from serving.sqlite_store import SqliteScoreStore
 
-    return SqliteScoreStore.open(paths.sqlite_path)
+    every = settings.sqlite_checkpoint_seconds if serving else None
+    return SqliteScoreStore.open(paths.sqlite_path, checkpoint_every=every)

@@ -164,3 +164,32 @@ def test_a_store_written_before_pending_explanations_opens(tmp_path: Path) -> No
         assert store.lookup("a") == StoredRecord(b'{"v":"rt"}', b"x")
     finally:
         store.close()
+
+
+def test_the_api_store_checkpoints_in_the_background(tmp_path: Path) -> None:
+    """With ``checkpoint_every`` no commit copies the WAL (so no request waits for it); the
+    background thread does: the database file alone soon holds what was written."""
+    import shutil
+    import sqlite3
+    import time
+
+    def copied_alone() -> bytes | None:
+        shutil.copy(tmp_path / "scores.sqlite", tmp_path / "copy.sqlite")  # without the WAL
+        db = sqlite3.connect(tmp_path / "copy.sqlite")
+        try:
+            row = db.execute("SELECT record FROM scores WHERE visitor_id = 'a'").fetchone()
+        except sqlite3.OperationalError:  # not even the tables yet
+            return None
+        finally:
+            db.close()
+        return None if row is None else bytes(row[0])
+
+    store = SqliteScoreStore.open(tmp_path / "scores.sqlite", checkpoint_every=0.05)
+    try:
+        store.put_record("a", b'{"v":"rt"}')
+        deadline = time.monotonic() + 10
+        while copied_alone() != b'{"v":"rt"}':
+            assert time.monotonic() < deadline, "the WAL was never checkpointed"
+            time.sleep(0.05)
+    finally:
+        store.close()

@@ -165,7 +165,8 @@ def test_concurrent_events_for_one_visitor_lose_nothing(
         monkeypatch.setattr(store, "put_records", observed_put_records)
         before = len(state.store.get_state(visitor).posted_events)
         assert _post_orders([client], visitor) == [200] * CLIENTS * POSTS_PER_CLIENT
-        assert len(stale) == CLIENTS * POSTS_PER_CLIENT and not any(stale)
+        # A visitor's requests in one batch are stored once, from the last one's state.
+        assert 0 < len(stale) <= CLIENTS * POSTS_PER_CLIENT and not any(stale)
         assert sum(batches) == CLIENTS * POSTS_PER_CLIENT
         assert _superseded(state) == 0
         _assert_final_record_holds_every_event(client, state, visitor, before)

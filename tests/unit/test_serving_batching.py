@@ -9,11 +9,8 @@ from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
-from hypothesis import given
-from hypothesis import strategies as st
 
 from serving.batching import MicroBatcher
-from serving.rescoring import rounds
 
 
 class _Recorder:
@@ -83,19 +80,3 @@ def test_not_started_runs_inline() -> None:
     batcher: MicroBatcher[int, int] = MicroBatcher("inline", lambda jobs: [j + 1 for j in jobs])
     assert batcher.call(1) == 2
     assert asyncio.run(batcher.submit(2)) == 3
-
-
-@given(st.lists(st.sampled_from("abcd"), max_size=30))
-def test_rounds_keep_each_visitor_once_per_round_and_in_order(visitors: list[str]) -> None:
-    grouped = rounds(visitors)
-    assert sorted(i for group in grouped for i in group) == list(range(len(visitors)))
-    for group in grouped:
-        names = [visitors[i] for i in group]
-        assert len(names) == len(set(names))
-    for name in set(visitors):
-        # A visitor's requests run in arrival order, one per round.
-        order = [i for group in grouped for i in group if visitors[i] == name]
-        assert order == sorted(order)
-        assert [r for r, group in enumerate(grouped) for i in group if visitors[i] == name] == (
-            list(range(len(order)))
-        )
