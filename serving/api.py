@@ -3,8 +3,11 @@ info, health and metrics. OpenAPI docs at ``/docs``.
 
 ``create_app(settings, paths)`` builds the app; its lifespan opens the store and loads the
 model (a missing model leaves the app up, not ready, and the scoring routes answer 503 with
-the reason). Scoring routes are plain ``def`` (FastAPI runs them in its thread pool); the
-lookup reads a local store directly, because a thread hop costs more than the read.
+the reason). ``/v1/score`` is a plain ``def`` (FastAPI runs it in its thread pool); the
+lookup reads a local store directly, because a thread hop costs more than the read; posted
+events are re-scored in batches by the process's re-score thread (``serving.rescoring``).
+The lookup and the event route are answered by plain ASGI handlers behind their documented
+FastAPI routes.
 """
 
 from __future__ import annotations
@@ -237,8 +240,8 @@ def _register_scoring(app: FastAPI, clock: Clock) -> None:
         return _json(await _post_events(state, clock, body))
 
     # FastAPI documents and matches the route; the plain ASGI handler below answers it, with
-    # the same checks in the same order: dependency and response machinery cost more per
-    # request than a batched re-score (profiled).
+    # the same checks (the key before the body is even read) and FastAPI's body semantics:
+    # dependency and response machinery cost more per request than a batched re-score.
     route = next(r for r in app.router.routes if getattr(r, "endpoint", None) is post_events)
     route.app = _events_handler(app.state.serving, clock)  # type: ignore[attr-defined]
 

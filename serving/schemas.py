@@ -51,7 +51,10 @@ class VisitorScore(BaseModel):
     email_status: EmailStatus
     ads_consent: AdsConsent
     top_features: list[Contribution] | None = Field(
-        None, description="features that moved this score most (LightGBM pred_contrib)"
+        None,
+        description="features that moved this score most (LightGBM pred_contrib); null in "
+        "an event answer by default (computed at the visitor's next lookup), or when the "
+        "model that scored it is no longer the one loaded",
     )
 
 
