@@ -7,7 +7,8 @@ Histories are synthetic and reproducible: sessions of events a few minutes apart
 sessions over the 30-day lookback, every event type, prices, carts and purchases, stored as
 the real-time path stores them (``event_time`` in microseconds). The shape of the API
 benchmark is about 15 events per visitor. Each figure is the best of several repeats, in
-microseconds per visitor; the ratio is against ``vector`` on the same histories.
+microseconds per visitor; the ratio is against ``vector`` on the same histories. Last line:
+``RESULT ratio_<batch>_at_<events>_events=…`` for every batch size above one.
 """
 
 from __future__ import annotations
@@ -98,6 +99,15 @@ def main(argv: list[str] | None = None) -> None:
         for size, us in r["matrix_us"].items():
             ratio = r["vector_us"] / us
             print(f"  matrix of {size:>3}: {us:6.0f} us/visitor ({ratio:.2f}x vector)")
+    print(
+        "RESULT "
+        + " ".join(
+            f"ratio_{size}_at_{r['events']}_events={r['vector_us'] / us:.2f}"
+            for r in results
+            for size, us in r["matrix_us"].items()
+            if size > 1
+        )
+    )
 
 
 if __name__ == "__main__":
