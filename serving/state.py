@@ -110,15 +110,25 @@ class ServingState:
         replaced it meanwhile (that one is the live one; this answer still holds for the
         record read). A record the loaded model did not score is answered as it is."""
         served, store = self.served, self.store
+        unexplained = [stored.record for _, stored in pending]
         if served is None or store is None:
-            return [stored.record for _, stored in pending]
-        explained = served.scorer.explain_records([stored for _, stored in pending])
+            return unexplained
+        # The record was read: a lookup answers it even when its explanation or the
+        # write-back fails (both are logged), since neither changes the score.
+        try:
+            explained = served.scorer.explain_records([stored for _, stored in pending])
+        except Exception:
+            log.exception("top features of %d records could not be computed", len(pending))
+            return unexplained
         answers = []
         for (visitor_id, stored), record in zip(pending, explained, strict=True):
             if record is None:
                 answers.append(stored.record)
                 continue
-            store.put_explained(visitor_id, stored.record, record)
+            try:
+                store.put_explained(visitor_id, stored.record, record)
+            except Exception as problem:
+                log.warning("explained record of %r not stored: %s", visitor_id, problem)
             answers.append(record)
         return answers
 

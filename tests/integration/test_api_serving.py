@@ -105,6 +105,31 @@ def test_events_leave_the_explanation_to_the_first_lookup(
     assert client.get(f"/v1/visitors/{visitor}").json() == looked_up
 
 
+def test_a_failed_explanation_never_fails_the_lookup(
+    client: TestClient, scored: tuple[World, list[str]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    visitor = scored[1][5]
+    state = client.app.state.serving  # type: ignore[attr-defined]
+    body = {"visitor_id": visitor, "events": [event()]}
+    answer = client.post("/v1/events", json=body, headers=KEY).json()["score"]
+
+    def broken(*args: Any, **kwargs: Any) -> Any:
+        raise RuntimeError("explainer down")
+
+    with monkeypatch.context() as patched:
+        patched.setattr(state.served.scorer, "explain_records", broken)
+        looked_up = client.get(f"/v1/visitors/{visitor}")
+        assert looked_up.status_code == 200 and looked_up.json() == answer
+    assert state.store.lookup(visitor).unexplained is not None  # still pending
+    with monkeypatch.context() as patched:
+        patched.setattr(state.store, "put_explained", broken)
+        explained = client.get(f"/v1/visitors/{visitor}")
+        assert explained.status_code == 200 and explained.json()["top_features"]
+    assert state.store.lookup(visitor).unexplained is not None  # not stored: next read again
+    assert client.get(f"/v1/visitors/{visitor}").json() == explained.json()
+    assert state.store.lookup(visitor).unexplained is None
+
+
 def test_events_explained_inline_when_configured(scored: tuple[World, list[str]]) -> None:
     shared, visitors = scored
     app = create_app(settings(explain_events="inline"), shared.paths("api"))
