@@ -9,6 +9,8 @@ from typing import Any
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+#: Requests handled together by one re-score (at most ``serving.event_batch_max``).
+BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256)
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 
 
@@ -40,6 +42,17 @@ class ServingMetrics:
         self.superseded = Counter(
             "propensity_superseded_writes",
             "re-scored records not stored because newer events arrived meanwhile",
+            registry=self.registry,
+        )
+        self.event_batches = Histogram(
+            "propensity_event_batch_size",
+            "POST /v1/events requests re-scored together in one batch",
+            buckets=BATCH_BUCKETS,
+            registry=self.registry,
+        )
+        self.explained_on_read = Counter(
+            "propensity_explained_on_read",
+            "real-time records whose top features were computed at their first lookup",
             registry=self.registry,
         )
         self.model_version = Gauge(

@@ -56,6 +56,7 @@ def rescore_posted(
     """Append each request's events, re-score and re-route its visitor, store the records;
     the response bodies (``EventsResponse`` JSON), in order. ``explain=False`` stores the
     records with their model inputs and no top features: the next lookup computes them."""
+    metrics.event_batches.observe(len(posted))
     run = store.current_run()
     # One transaction in arrival order: a visitor posted to twice gets the state after each
     # of its appends, so each answer is its own request's state.

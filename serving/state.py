@@ -125,6 +125,7 @@ class ServingState:
             if record is None:
                 answers.append(stored.record)
                 continue
+            self.metrics.explained_on_read.inc()
             try:
                 store.put_explained(visitor_id, stored.record, record)
             except Exception as problem:

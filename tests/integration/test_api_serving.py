@@ -295,6 +295,9 @@ def test_metrics(client: TestClient, scored: tuple[World, list[str]]) -> None:
     text = client.get("/metrics").text
     assert 'propensity_requests_total{method="GET",route="/v1/visitors/{visitor_id}"' in text
     assert 'propensity_requests_total{method="POST",route="/v1/events",status="200"}' in text
+    assert "propensity_event_batch_size_count 1.0" in text
+    client.get(f"/v1/visitors/{scored[1][4]}")  # its top features computed now
+    assert "propensity_explained_on_read_total 1.0" in client.get("/metrics").text
     assert 'propensity_model_info{version="1"} 1.0' in text
     assert "propensity_request_seconds_bucket" in text
 
