@@ -25,16 +25,24 @@ StateDep = Annotated[ServingState, Depends(_state)]
 ApiKey = Annotated[str | None, Header(alias="X-API-Key", description="an API key")]
 
 
-async def _served(state: StateDep) -> Served:
+def _loaded(state: ServingState) -> Served:
     if state.served is None:
         raise ProblemError(503, "Model not loaded", f"cannot score: {state.model_problem}")
     return state.served
 
 
-async def _store(state: StateDep) -> ScoreStore:
+def _opened(state: ServingState) -> ScoreStore:
     if state.store is None:
         raise ProblemError(503, "Store unavailable", f"score store: {state.store_problem}")
     return state.store
+
+
+async def _served(state: StateDep) -> Served:
+    return _loaded(state)
+
+
+async def _store(state: StateDep) -> ScoreStore:
+    return _opened(state)
 
 
 def _check_key(state: ServingState, key: str | None) -> None:
@@ -72,19 +80,15 @@ def readable_store(state: ServingState, presented_key: str | None) -> ScoreStore
         # Not ready means not ready: a stored score may come from a model since withdrawn,
         # and a caller (or load balancer) should see one answer, not some routes working.
         raise ProblemError(503, "Model not loaded", f"cannot answer: {state.model_problem}")
-    if state.store is None:
-        raise ProblemError(503, "Store unavailable", f"score store: {state.store_problem}")
-    return state.store
+    return _opened(state)
 
 
 def scoring_for_writes(state: ServingState, presented_key: str | None) -> None:
     """Write access, a loaded model and the store, checked inline by the events route in the
     order its dependencies would check them (key, model, store)."""
     _check_key(state, presented_key)
-    if state.served is None:
-        raise ProblemError(503, "Model not loaded", f"cannot score: {state.model_problem}")
-    if state.store is None:
-        raise ProblemError(503, "Store unavailable", f"score store: {state.store_problem}")
+    _loaded(state)
+    _opened(state)
 
 
 ServedDep = Annotated[Served, Depends(_served)]

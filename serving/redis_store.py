@@ -27,10 +27,6 @@ from serving.store import (
     VisitorState,
 )
 
-_GET_RECORD = """
-local g = redis.call('GET', KEYS[1]) or '0'
-return redis.call('GET', ARGV[1] .. ':g' .. g .. ':r:' .. ARGV[2])
-"""
 _LOOKUP = """
 local g = redis.call('GET', KEYS[1]) or '0'
 local base = ARGV[1] .. ':g' .. g
@@ -92,7 +88,6 @@ class RedisScoreStore:
         self.client = client
         self.prefix = prefix
         self._current_key = f"{prefix}:current"
-        self._get_record = client.register_script(_GET_RECORD)
         self._get_state = client.register_script(_GET_STATE)
         self._append = client.register_script(_APPEND)
         self._put = client.register_script(_PUT)
@@ -160,8 +155,8 @@ class RedisScoreStore:
         return None if raw is None else RunInfo.from_json(raw)
 
     def get_record(self, visitor_id: str) -> bytes | None:
-        found = self._get_record(keys=[self._current_key], args=[self.prefix, visitor_id])
-        return bytes(found) if found else None
+        found = self.lookup(visitor_id)
+        return None if found is None else found.record
 
     def lookup(self, visitor_id: str) -> StoredRecord | None:
         record, unexplained = self._lookup(keys=[self._current_key], args=[self.prefix, visitor_id])

@@ -190,12 +190,8 @@ class SqliteScoreStore:
         return None if row is None else RunInfo.from_json(row[0])
 
     def get_record(self, visitor_id: str) -> bytes | None:
-        row = (
-            self._db()
-            .execute("SELECT record FROM scores WHERE visitor_id = ?", (visitor_id,))
-            .fetchone()
-        )
-        return None if row is None else bytes(row[0])
+        found = self.lookup(visitor_id)
+        return None if found is None else found.record
 
     def lookup(self, visitor_id: str) -> StoredRecord | None:
         row = (
