@@ -6,8 +6,9 @@ model (a missing model leaves the app up, not ready, and the scoring routes answ
 the reason). ``/v1/score`` is a plain ``def`` (FastAPI runs it in its thread pool); the
 lookup reads a local store directly, because a thread hop costs more than the read; posted
 events are re-scored in batches by the process's re-score thread (``serving.rescoring``).
-The lookup and the event route are answered by plain ASGI handlers behind their documented
-FastAPI routes.
+The lookup and the event route are answered by plain handlers, in front of the middleware
+stack for plain requests (``serving.hot_routes``) and behind their documented FastAPI routes
+for the rest.
 """
 
 from __future__ import annotations
@@ -26,9 +27,9 @@ from fastapi.responses import PlainTextResponse, Response
 from fastapi.telemetry import TelemetryConfig
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from redis.exceptions import RedisError
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import ASGIApp, Receive, Scope
 
-from serving.asgi import read_body, request_body, send_json
+from serving.asgi import read_body, request_body
 from serving.body_limit import ContentLengthLimit
 from serving.dependencies import (
     KEY_PARAMETER,
@@ -40,7 +41,8 @@ from serving.dependencies import (
     readable_store,
     scoring_for_writes,
 )
-from serving.metrics import MetricsMiddleware
+from serving.hot_routes import Answer, HotRoutes, as_asgi
+from serving.metrics import MetricsMiddleware, RequestRecorder
 from serving.problems import (
     PROBLEM_TYPE,
     Problem,
@@ -130,22 +132,22 @@ async def _visitor_record(state: ServingState, visitor_id: str, key: str | None)
     return await state.explainer.submit((visitor_id, stored))
 
 
-def _lookup_handler(state: ServingState) -> ASGIApp:
-    """``GET /v1/visitors/{visitor_id}`` as a plain ASGI app (errors go to the app's problem
-    handlers, as from any route)."""
+def _lookup_answer(state: ServingState) -> Answer:
+    """``GET /v1/visitors/{visitor_id}`` without FastAPI's request machinery (errors go to
+    the app's problem handlers, as from any route)."""
 
-    async def answer(scope: Scope, receive: Receive, send: Send) -> None:
+    async def answer(scope: Scope, receive: Receive) -> bytes:
         key = None
         if state.settings.read_requires_key:
             key = next(
                 (v.decode("latin-1") for k, v in scope["headers"] if k == b"x-api-key"), None
             )
-        await send_json(send, await _visitor_record(state, scope["path_params"]["visitor_id"], key))
+        return await _visitor_record(state, scope["path_params"]["visitor_id"], key)
 
     return answer
 
 
-def _register_reads(app: FastAPI) -> None:
+def _register_reads(app: FastAPI, lookup_answer: Answer) -> None:
     @app.get(
         "/v1/visitors/{visitor_id}",
         responses={200: {"model": VisitorScore}, **_PROBLEMS},
@@ -157,11 +159,12 @@ def _register_reads(app: FastAPI) -> None:
         state: ServingState = request.app.state.serving
         return _json(await _visitor_record(state, visitor_id, request.headers.get("x-api-key")))
 
-    # FastAPI documents and matches the route; the plain ASGI handler below answers it.
+    # FastAPI documents the route; the plain handler answers it, in front of the middleware
+    # stack (``serving.hot_routes``) or, for requests that take the stack, behind this route.
     # Building a Request, solving parameters and a Response cost more than the lookup itself
     # (profiled: 40% of a lookup's time in-process); the answers are the same.
     lookup = next(r for r in app.router.routes if getattr(r, "endpoint", None) is get_visitor)
-    lookup.app = _lookup_handler(app.state.serving)  # type: ignore[attr-defined]
+    lookup.app = as_asgi(lookup_answer)  # type: ignore[attr-defined]
 
     @app.get(
         "/v1/model",
@@ -188,7 +191,7 @@ def _register_reads(app: FastAPI) -> None:
         )
 
 
-def _register_scoring(app: FastAPI, clock: Clock) -> None:
+def _register_scoring(app: FastAPI, clock: Clock, events_answer: Answer) -> None:
     @app.post(
         "/v1/score",
         dependencies=[ReadAccess],
@@ -239,11 +242,11 @@ def _register_scoring(app: FastAPI, clock: Clock) -> None:
         events are rejected with their reason (ingestion's rules); the rest are applied."""
         return _json(await _post_events(state, clock, body))
 
-    # FastAPI documents and matches the route; the plain ASGI handler below answers it, with
-    # the same checks (the key before the body is even read) and FastAPI's body semantics:
+    # FastAPI documents the route; the plain handler answers it (as the lookup's), with the
+    # same checks (the key before the body is even read) and FastAPI's body semantics:
     # dependency and response machinery cost more per request than a batched re-score.
     route = next(r for r in app.router.routes if getattr(r, "endpoint", None) is post_events)
-    route.app = _events_handler(app.state.serving, clock)  # type: ignore[attr-defined]
+    route.app = as_asgi(events_answer)  # type: ignore[attr-defined]
 
 
 async def _post_events(state: ServingState, clock: Clock, body: EventsRequest) -> bytes:
@@ -273,15 +276,16 @@ async def _post_events(state: ServingState, clock: Clock, body: EventsRequest) -
     return await state.rescorer.submit(posted)
 
 
-def _events_handler(state: ServingState, clock: Clock) -> ASGIApp:
-    """``POST /v1/events`` as a plain ASGI app (errors go to the app's problem handlers)."""
+def _events_answer(state: ServingState, clock: Clock) -> Answer:
+    """``POST /v1/events`` without FastAPI's request machinery (errors go to the app's
+    problem handlers)."""
 
-    async def answer(scope: Scope, receive: Receive, send: Send) -> None:
+    async def answer(scope: Scope, receive: Receive) -> bytes:
         headers = dict(scope["headers"])
         key = headers.get(b"x-api-key")
         scoring_for_writes(state, None if key is None else key.decode("latin-1"))
         body = request_body(EventsRequest, await read_body(receive), headers)
-        await send_json(send, await _post_events(state, clock, body))
+        return await _post_events(state, clock, body)
 
     return answer
 
@@ -398,6 +402,17 @@ def _answer_store_failures(app: FastAPI) -> None:
     app.add_exception_handler(RedisError, unavailable)
 
 
+class _ServingAPI(FastAPI):
+    """FastAPI with the hot routes (``serving.hot_routes``) in front of its middleware stack,
+    built when the stack is (at the first request, once every handler is registered)."""
+
+    hot_routes: Callable[[ASGIApp], ASGIApp] | None = None
+
+    def build_middleware_stack(self) -> ASGIApp:
+        stack = super().build_middleware_stack()
+        return stack if self.hot_routes is None else self.hot_routes(stack)
+
+
 def telemetry_config(enabled: bool) -> TelemetryConfig:
     """FastAPI's native OpenTelemetry switched on or off as a whole."""
     return {"tracing": enabled, "metrics": enabled, "logs": enabled}
@@ -430,7 +445,7 @@ def create_app(
                     task.cancel()
             state.close()
 
-    app = FastAPI(
+    app = _ServingAPI(
         title="Propensity scoring",
         version="1",
         lifespan=lifespan,
@@ -440,9 +455,20 @@ def create_app(
     app.state.serving = state
     install_problem_handlers(app)
     _answer_store_failures(app)
-    _register_reads(app)
-    _register_scoring(app, clock)
+    lookup, events = _lookup_answer(state), _events_answer(state, clock)
+    _register_reads(app, lookup)
+    _register_scoring(app, clock, events)
     _register_operations(app)
+    recorder = RequestRecorder(state.metrics)
     app.add_middleware(ContentLengthLimit, max_bytes=settings.max_body_bytes)
-    app.add_middleware(MetricsMiddleware, metrics=state.metrics)
+    app.add_middleware(MetricsMiddleware, recorder=recorder)
+    if not settings.opentelemetry:  # with tracing on, every request takes the traced router
+        app.hot_routes = lambda stack: HotRoutes(
+            stack,
+            lookup=lookup,
+            events=events,
+            exception_handlers=app.exception_handlers,
+            recorder=recorder,
+            max_body_bytes=settings.max_body_bytes,
+        )
     return app

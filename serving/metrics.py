@@ -71,24 +71,32 @@ class ServingMetrics:
             self.model_version.labels(version=version).set(1)
 
 
-class MetricsMiddleware:
-    def __init__(self, app: ASGIApp, metrics: ServingMetrics) -> None:
-        self.app = app
+class RequestRecorder:
+    """Counts and times requests by method, route template and status; shared by the
+    middleware and the hot routes (``serving.hot_routes``), which answer in front of it."""
+
+    def __init__(self, metrics: ServingMetrics) -> None:
         self.metrics = metrics
         # labels() costs more than the observation: keep the children per label set.
         self._latency: dict[str, Any] = {}
         self._requests: dict[tuple[str, str, int], Any] = {}
 
-    def _record(self, method: str, path: str, status: int, seconds: float) -> None:
-        latency = self._latency.get(path)
+    def record(self, method: str, route: str, status: int, seconds: float) -> None:
+        latency = self._latency.get(route)
         if latency is None:
-            latency = self._latency[path] = self.metrics.latency.labels(path)
+            latency = self._latency[route] = self.metrics.latency.labels(route)
         latency.observe(seconds)
-        key = (method, path, status)
+        key = (method, route, status)
         counter = self._requests.get(key)
         if counter is None:
-            counter = self._requests[key] = self.metrics.requests.labels(method, path, str(status))
+            counter = self._requests[key] = self.metrics.requests.labels(method, route, str(status))
         counter.inc()
+
+
+class MetricsMiddleware:
+    def __init__(self, app: ASGIApp, recorder: RequestRecorder) -> None:
+        self.app = app
+        self.recorder = recorder
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -108,4 +116,4 @@ class MetricsMiddleware:
         finally:
             route: Any = scope.get("route")
             path = getattr(route, "path", "unmatched")
-            self._record(scope["method"], path, status, time.perf_counter() - started)
+            self.recorder.record(scope["method"], path, status, time.perf_counter() - started)

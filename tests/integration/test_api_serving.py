@@ -18,6 +18,7 @@ from numpy.testing import assert_array_equal
 from serving.api import create_app
 from serving.batch import score_visitors
 from serving.history import read_history
+from serving.hot_routes import HotRoutes
 from serving.schemas import EventsResponse, VisitorScore
 from tests.integration.serving_world import KEY, World, event, register_tiny_model, settings, world
 
@@ -300,6 +301,95 @@ def test_metrics(client: TestClient, scored: tuple[World, list[str]]) -> None:
     assert "propensity_explained_on_read_total 1.0" in client.get("/metrics").text
     assert 'propensity_model_info{version="1"} 1.0' in text
     assert "propensity_request_seconds_bucket" in text
+
+
+def _through_the_stack(app: Any) -> TestClient:
+    """A client whose requests skip the hot routes and take the app's full middleware stack
+    (the app's lifespan must be running already)."""
+    hot = app.middleware_stack
+    assert isinstance(hot, HotRoutes)  # the hot routes are in front, or this proves nothing
+
+    async def full(scope: Any, receive: Any, send: Any) -> None:
+        scope["app"] = app
+        await hot.stack(scope, receive, send)
+
+    return TestClient(full)
+
+
+def test_the_hot_routes_answer_as_the_full_stack(
+    client: TestClient, scored: tuple[World, list[str]]
+) -> None:
+    visitors = scored[1]
+    client.get("/healthz")  # builds the middleware stack
+    full = _through_the_stack(client.app)
+    requests: list[tuple[str, str, dict[str, Any]]] = [
+        ("GET", f"/v1/visitors/{visitors[5]}", {}),
+        ("GET", "/v1/visitors/nobody-at-all", {}),
+        ("GET", "/v1/visitors/a%20b", {}),
+        ("POST", "/v1/events", {"json": {"visitor_id": "v", "events": [event()]}}),
+        ("POST", "/v1/events", {"json": {"visitor_id": "v", "events": []}, "headers": KEY}),
+        ("POST", "/v1/events", {"json": [1, 2], "headers": KEY}),
+        ("POST", "/v1/events", {"content": b'{"visitor_id": "v", "ev', "headers": KEY}),
+        ("POST", "/v1/events", {"content": b"\xff\xfe", "headers": KEY}),
+        ("POST", "/v1/events", {"content": b"[" * 100_000, "headers": KEY}),  # 400
+        (
+            "POST",
+            "/v1/events",
+            {"json": {"visitor_id": "v", "events": [event()] * 501}, "headers": KEY},
+        ),
+        (
+            "POST",
+            "/v1/events",
+            {"json": {"visitor_id": "v", "events": [event(price=-1)]}, "headers": KEY},
+        ),
+    ]
+    for method, path, options in requests:
+        hot, stack = client.request(method, path, **options), full.request(method, path, **options)
+        assert (hot.status_code, hot.headers["content-type"]) == (
+            stack.status_code,
+            stack.headers["content-type"],
+        ), (method, path)
+        assert hot.json() == stack.json(), (method, path)
+    # Re-scores of two visitors, one each way: the same shape.
+    answers = [
+        way.post("/v1/events", json={"visitor_id": v, "events": [event()]}, headers=KEY)
+        for way, v in ((client, visitors[6]), (full, visitors[7]))
+    ]
+    assert [a.status_code for a in answers] == [200, 200]
+    assert answers[0].json().keys() == answers[1].json().keys()
+    metrics = client.get("/metrics").text
+    # Counted alike both ways (each request above went once each way).
+    for status, count in ((200, 2), (404, 4)):
+        line = f'route="/v1/visitors/{{visitor_id}}",status="{status}"}} {count}.0'
+        assert f'propensity_requests_total{{method="GET",{line}' in metrics
+    for status, count in ((200, 2), (400, 2), (401, 2), (413, 2), (422, 10)):
+        assert f'route="/v1/events",status="{status}"}} {count}.0' in metrics
+
+
+def test_requests_the_hot_routes_leave_to_the_stack(
+    client: TestClient, scored: tuple[World, list[str]]
+) -> None:
+    visitor = scored[1][8]
+    assert client.head(f"/v1/visitors/{visitor}").status_code == 405  # the router's answer
+    slash = client.get(f"/v1/visitors/{visitor}/", follow_redirects=False)
+    assert slash.status_code == 307
+    assert slash.headers["location"].endswith(f"/v1/visitors/{visitor}")
+
+    def chunks() -> Iterator[bytes]:  # no Content-Length: the stack reads it to the limit
+        yield orjson.dumps({"visitor_id": visitor, "events": [event()]})
+
+    answer = client.post(
+        "/v1/events", content=chunks(), headers={**KEY, "content-type": "application/json"}
+    )
+    assert answer.status_code == 200, answer.text
+    assert 'route="/v1/events",status="200"} 1.0' in client.get("/metrics").text
+
+
+def test_with_tracing_every_request_takes_the_stack(scored: tuple[World, list[str]]) -> None:
+    shared, visitors = scored
+    with TestClient(create_app(settings(opentelemetry=True), shared.paths("api"))) as traced:
+        assert traced.get(f"/v1/visitors/{visitors[0]}").status_code == 200
+        assert not isinstance(traced.app.middleware_stack, HotRoutes)  # type: ignore[attr-defined]
 
 
 def test_redis_backend_end_to_end(shared: World, tmp_path: Any) -> None:
