@@ -21,7 +21,8 @@ httptools; default one) in its own process:
 Load generator: ``wrk`` (Debian package) with Lua scripts for random paths and POST bodies,
 ``--latency`` for p50/p99; without wrk, an asyncio client on httpx (slower: it shares the
 two cores with the servers, so its numbers are lower bounds). Each measurement runs
-``--seconds`` at concurrency 1 and 16. Last line: ``RESULT lookup_rps=… lookup_p99_ms=…
+``--seconds`` at concurrency 1 and 16; after each events run, the requests re-scored per batch
+(from the server's ``/metrics``). Last line: ``RESULT lookup_rps=… lookup_p99_ms=…
 ratio_vs_ceiling=… ratio_vs_mlflow=… events_rps=… events_p99_ms=… events_inline_rps=…
 events_inline_p99_ms=… lookup_after_events_rps=…`` (concurrency 16).
 """
@@ -136,6 +137,21 @@ def server(
             process.kill()
 
 
+def batch_totals(base: str) -> tuple[float, float]:
+    """(requests, batches) re-scored so far, from the server's ``/metrics``."""
+    import httpx
+    from prometheus_client.parser import text_string_to_metric_families
+
+    text = httpx.get(base + "/metrics", timeout=10).text
+    for family in text_string_to_metric_families(text):
+        if family.name == "propensity_event_batch_size":
+            values = {sample.name: sample.value for sample in family.samples}
+            return values["propensity_event_batch_size_sum"], values[
+                "propensity_event_batch_size_count"
+            ]
+    raise RuntimeError("no propensity_event_batch_size in /metrics")
+
+
 def register_model(tracking_uri: str, artifact_dir: Path, trees: int) -> str:
     """The benchmark model logged with training's ``log_scoring_model`` (production layout),
     registered as ``propensity@champion``."""
@@ -234,8 +250,14 @@ def run_all(
         for c in (1, 16):
             results[("lookup", c)] = measure(base, "GET", lookups, None, c, seconds)
         for c in (1, 16):
+            before = batch_totals(base)
             results[("events", c)] = measure(
                 base, "POST", ["/v1/events"], bodies, c, seconds, headers={"X-API-Key": API_KEY}
+            )
+            requests, batches = (a - b for a, b in zip(batch_totals(base), before, strict=True))
+            print(
+                f"events at concurrency {c}: {requests:,.0f} requests re-scored in "
+                f"{batches:,.0f} batches ({requests / max(batches, 1):.1f} per batch)"
             )
         # The same visitors again: most records now come from real-time re-scores, whose
         # top features are computed at their first read.
