@@ -105,8 +105,8 @@ class MicroBatcher(Generic[J, R]):
             # the first job (the event loop, mid-way through a burst of requests) goes on
             # enqueueing the rest, which then join this batch instead of waiting for the
             # next. Measured at concurrency 16 without it: 28% of the re-score batches held
-            # one request, and 24% fewer requests were answered per second. Not a timer:
-            # when no other thread wants the GIL, this costs about a microsecond.
+            # one request, and about a fifth fewer requests were answered per second. Not a
+            # timer: when no other thread wants the GIL, this costs about a microsecond.
             time.sleep(0)
             batch = [first]
             while len(batch) < self._max_batch:
