@@ -98,23 +98,30 @@ def test_score_endpoint_matches_the_batch(run: tuple[World, ScoringSummary, pl.D
             _same(answer.json(), batch)
 
 
+def _post_a_later_page_view(client: TestClient, visitor: str, as_of: datetime) -> Any:
+    """POST /v1/events of one page view an hour after ``as_of``, scored as of ``as_of``: the
+    event is stored but does not count, so the answer must be the batch's."""
+    return client.post(
+        "/v1/events",
+        headers={"X-API-Key": API_KEY},
+        json={
+            "visitor_id": visitor,
+            "as_of": as_of.isoformat(),
+            "events": [
+                {"event_time": (as_of + timedelta(hours=1)).isoformat(), "event_name": "page_view"}
+            ],
+        },
+    )
+
+
 def test_events_endpoint_matches_the_batch(run: tuple[World, ScoringSummary, pl.DataFrame]) -> None:
     """An event after as_of is stored but does not count at as_of: the stored history alone
     must reproduce the batch features."""
     shared, summary, scores = run
-    later = (summary.as_of + timedelta(hours=1)).isoformat()
     with TestClient(create_app(settings(), shared.paths("parity"))) as client:
         for visitor in _sample(scores):
             batch = scores.filter(pl.col("visitor_id") == visitor).row(0, named=True)
-            answer = client.post(
-                "/v1/events",
-                headers={"X-API-Key": API_KEY},
-                json={
-                    "visitor_id": visitor,
-                    "as_of": summary.as_of.isoformat(),
-                    "events": [{"event_time": later, "event_name": "page_view"}],
-                },
-            )
+            answer = _post_a_later_page_view(client, visitor, summary.as_of)
             assert answer.status_code == 200, answer.text
             _same(answer.json()["score"], batch)
 
@@ -125,7 +132,6 @@ def test_events_batched_together_match_the_batch(
     """Requests that wait together are re-scored as one batch (one model call for several
     visitors, one of them twice): each answer is still its own visitor's batch answer."""
     shared, summary, scores = run
-    later = (summary.as_of + timedelta(hours=1)).isoformat()
     visitors = _sample(scores)
     visitors.append(visitors[0])
     with TestClient(create_app(settings(), shared.paths("parity"))) as client:
@@ -141,19 +147,10 @@ def test_events_batched_together_match_the_batch(
 
         monkeypatch.setattr(scorer, "score_many", held)
 
-        def post(visitor: str) -> Any:
-            return client.post(
-                "/v1/events",
-                headers={"X-API-Key": API_KEY},
-                json={
-                    "visitor_id": visitor,
-                    "as_of": summary.as_of.isoformat(),
-                    "events": [{"event_time": later, "event_name": "page_view"}],
-                },
-            )
-
         with ThreadPoolExecutor(len(visitors)) as pool:
-            answers = [pool.submit(post, v) for v in visitors]
+            answers = [
+                pool.submit(_post_a_later_page_view, client, v, summary.as_of) for v in visitors
+            ]
             deadline = time.monotonic() + 30
             while time.monotonic() < deadline and (
                 not sizes or state.rescorer._queue.qsize() < len(visitors) - sizes[0]
