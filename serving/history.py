@@ -10,6 +10,7 @@ and keeps the latest ``keep``.
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
@@ -64,13 +65,37 @@ def read_history(
 ) -> list[dict[str, Any]]:
     """Batch history then posted events, exact duplicates dropped, the latest ``keep``."""
     events: list[dict[str, Any]] = orjson.loads(batch_history) if batch_history else []
-    events += [orjson.loads(e) for e in posted]
-    seen: set[tuple[Any, ...]] = set()
-    unique = []
-    for event in events:
-        key = tuple(map(event.get, HISTORY_FIELDS))
-        if key not in seen:
+    if posted:
+        # The batch history comes from the lake, which keeps one copy of an event: only a
+        # posted event can repeat one, of the batch or posted before. Equal events have
+        # equal times, so the batch's events are keyed only when a time matches (keying
+        # every event of every history was a tenth of a re-score).
+        times = {event["event_time"] for event in events}
+        batch_keys: set[tuple[Any, ...]] | None = None
+        seen: set[tuple[Any, ...]] = set()
+        for raw in posted:
+            event = orjson.loads(raw)
+            key = _key(event)
+            if key in seen:
+                continue
+            if event["event_time"] in times:
+                if batch_keys is None:
+                    batch_keys = {_key(e) for e in events}
+                if key in batch_keys:
+                    continue
             seen.add(key)
-            unique.append(event)
-    unique.sort(key=lambda e: int(e["event_time"]))
-    return unique[-keep:]
+            events.append(event)
+    events.sort(key=_TIME)
+    return events[-keep:]
+
+
+_FIELDS = operator.itemgetter(*HISTORY_FIELDS)
+_TIME = operator.itemgetter("event_time")
+
+
+def _key(event: dict[str, Any]) -> tuple[Any, ...]:
+    """What makes two events the same event: every field (absent reads as null)."""
+    try:
+        return _FIELDS(event)
+    except KeyError:  # stored by a version that kept fewer fields
+        return tuple(map(event.get, HISTORY_FIELDS))
