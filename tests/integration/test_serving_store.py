@@ -90,8 +90,10 @@ def test_a_crash_mid_publish_leaves_the_previous_run(store: ScoreStore) -> None:
 def test_posted_events_are_appended_and_bounded(store: ScoreStore) -> None:
     store.publish(_run("r1", 1), [_chunk(["a"], "1")])
     store.append_events("a", [b"1", b"2"], keep=3)
-    store.append_events("a", [b"3", b"4"], keep=3)
+    appended = store.append_events("a", [b"3", b"4"], keep=3)
+    assert list(appended.posted_events) == [b"2", b"3", b"4"]
     assert list(store.get_state("a").posted_events) == [b"2", b"3", b"4"]
+    assert store.get_state("a").version == appended.version
     store.put_record("new", b'{"v":"new"}')
     assert store.get_record("new") == b'{"v":"new"}'
     assert store.ping()
