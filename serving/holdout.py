@@ -101,8 +101,9 @@ def _mix_python(state: int) -> int:
 def _draws_python(visitor_ids: Sequence[str], salt: str) -> dict[str, npt.NDArray[np.float64]]:
     """The same hash one id at a time (held to the vectorised one by a property test)."""
     seeds = []
+    salted = int(_salt_state(salt))
     for visitor_id in visitor_ids:
-        state = int(_salt_state(salt))
+        state = salted
         for byte in visitor_id.encode():
             state = ((state ^ byte) * int(_FNV_PRIME)) & _MASK
         seeds.append(state)

@@ -16,6 +16,7 @@ stores its own, newer record, and this one is dropped and counted as superseded.
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -85,9 +86,9 @@ def rescore_posted(
     # A write refused: events came in meanwhile (another replica or process), and its
     # writer, whose state holds these events too, stores the record. The answers stand.
     metrics.superseded.inc(stored.count(False))
-    bodies = []
+    bodies, routes = [], Counter[str]()
     for job, record in zip(posted, records, strict=True):
-        metrics.scores.labels(orjson.loads(record)["route"], "events").inc()
+        routes[orjson.loads(record)["route"]] += 1
         bodies.append(
             orjson.dumps(
                 {
@@ -97,4 +98,6 @@ def rescore_posted(
                 }
             )
         )
+    for route, count in routes.items():
+        metrics.scores.labels(route, "events").inc(count)
     return bodies
