@@ -30,7 +30,10 @@ two cores with the servers, so its numbers are lower bounds). Each measurement r
 ``--seconds`` at concurrency 1 and 16; after each events run, the requests re-scored per batch
 (from the server's ``/metrics``; with one worker only). Last line: ``RESULT lookup_rps=…
 lookup_p99_ms=… ratio_vs_ceiling=… ratio_vs_mlflow=… events_rps=… events_p99_ms=…
-events_inline_rps=… events_inline_p99_ms=… lookup_after_events_rps=…`` (concurrency 16).
+events_inline_rps=… events_inline_p99_ms=… lookup_after_events_rps=… cpu_below_half_pct=…``
+(concurrency 16). ``cpu_below_half_pct``: how often the machine's CPU ran at under half its
+median speed in 5 ms windows, measured alone before the servers start
+(``benchmarks.steadiness``): the percentiles are only as steady as that.
 """
 
 from __future__ import annotations
@@ -51,6 +54,7 @@ from typing import Any
 import orjson
 
 from benchmarks.loadgen import Measurement, measure
+from benchmarks.steadiness import Steadiness, measure_steadiness
 
 HOST = "127.0.0.1"
 API_KEY = "bench-key"
@@ -325,7 +329,8 @@ def run_mlflow(
         }
 
 
-def report(results: dict[tuple[str, int], Measurement]) -> None:
+def report(results: dict[tuple[str, int], Measurement], steadiness: Steadiness) -> None:
+    print(steadiness.summary())
     print(f"{'target':<10}{'conc':>5}{'req/s':>10}{'p50 ms':>9}{'p99 ms':>9}{'errors':>8}  tool")
     for (name, c), m in results.items():
         print(
@@ -344,7 +349,8 @@ def report(results: dict[tuple[str, int], Measurement]) -> None:
         f"ratio_vs_ceiling={lookup.rps / ceiling:.2f} ratio_vs_mlflow={vs_mlflow} "
         f"events_rps={events.rps:.0f} events_p99_ms={events.p99_ms:.2f} "
         f"events_inline_rps={inline.rps:.0f} events_inline_p99_ms={inline.p99_ms:.2f} "
-        f"lookup_after_events_rps={after.rps:.0f}"
+        f"lookup_after_events_rps={after.rps:.0f} "
+        f"cpu_below_half_pct={steadiness.below_half_pct:.2f}"
     )
 
 
@@ -369,7 +375,8 @@ def main(argv: list[str] | None = None) -> None:
     logs.mkdir(exist_ok=True)
     try:
         setup = prepare(workdir, args.visitors, args.trees)
-        report(run_all(setup, args.seconds, not args.no_mlflow, logs, args.workers))
+        steadiness = measure_steadiness()  # before any server starts: the machine alone
+        report(run_all(setup, args.seconds, not args.no_mlflow, logs, args.workers), steadiness)
     finally:
         if args.workdir is None:
             shutil.rmtree(workdir, ignore_errors=True)
