@@ -4,8 +4,8 @@ Posted events are checked by ``serving.intake`` with ingestion's rules before th
 An event is stored as a JSON object with the canonical fields the online feature evaluator
 reads (``HISTORY_FIELDS``), ``event_time`` as Int64 microseconds since the epoch. A batch
 history is a JSON array of them; posted events are stored one by one. Reading merges both,
-drops exact duplicates (the lake keeps one copy of an event, so the online path must too)
-and keeps the latest ``keep``.
+drops posted events that repeat one already there (the lake keeps one copy of an event, so
+the online path must too) and keeps the latest ``keep``.
 """
 
 from __future__ import annotations
@@ -63,7 +63,8 @@ def encode_events(accepted: pl.DataFrame | Sequence[Mapping[str, Any]]) -> list[
 def read_history(
     batch_history: bytes | None, posted: Sequence[bytes], keep: int
 ) -> list[dict[str, Any]]:
-    """Batch history then posted events, exact duplicates dropped, the latest ``keep``."""
+    """Batch history then posted events, those repeating an event already there dropped,
+    the latest ``keep``, in time order."""
     events: list[dict[str, Any]] = orjson.loads(batch_history) if batch_history else []
     if posted:
         # The batch history comes from the lake, which keeps one copy of an event: only a

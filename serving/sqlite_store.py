@@ -250,7 +250,8 @@ class SqliteScoreStore:
         db: sqlite3.Connection, table: str, visitor_id: str, state: VisitorState, keep: int
     ) -> VisitorState:
         """Drop all but the latest ``keep`` posted events (checked after the read: most
-        visitors are under the limit, and a delete per append cost a sixth of it)."""
+        visitors are under the limit, and a delete on every append was a sixth of its
+        time)."""
         (oldest_kept,) = db.execute(
             f"SELECT seq FROM {table} WHERE visitor_id = ? ORDER BY seq DESC LIMIT 1 OFFSET ?",
             (visitor_id, keep - 1),
