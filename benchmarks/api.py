@@ -20,9 +20,10 @@ httptools; default one) in its own process:
 
 Requests go to every scored visitor (about 14,000 of 20,000 simulated), as a shop's traffic
 spreads over its visitors. Each event post adds to its visitor's stored history, which the
-next re-score of that visitor reads: with 2,000 visitors, as before, histories grew by about
-five events a second under load, and the events rate fell from one run to the next on the
-same server (2,049, 1,749, 1,609 req/s in three 10 s runs; 2,197, 2,159, 2,060 with 14,000).
+next re-score of that visitor reads: with 2,000 visitors, as before, each history grew by
+about one event a second under load (ten in a 10 s run), and the events rate fell from one
+run to the next on the same server (2,049, 1,749, 1,609 req/s in three 10 s runs; 2,197,
+2,159, 2,060 with 14,000).
 
 Load generator: ``wrk`` (Debian package) with Lua scripts for random paths and POST bodies,
 ``--latency`` for p50/p99; without wrk, an asyncio client on httpx (slower: it shares the
