@@ -41,7 +41,7 @@ from serving.dependencies import (
     readable_store,
     scoring_for_writes,
 )
-from serving.hot_routes import Answer, HotRoutes, as_asgi
+from serving.hot_routes import EVENTS_ROUTE, LOOKUP_ROUTE, Answer, HotRoutes, as_asgi
 from serving.metrics import MetricsMiddleware, RequestRecorder
 from serving.problems import (
     PROBLEM_TYPE,
@@ -149,7 +149,7 @@ def _lookup_answer(state: ServingState) -> Answer:
 
 def _register_reads(app: FastAPI, lookup_answer: Answer) -> None:
     @app.get(
-        "/v1/visitors/{visitor_id}",
+        LOOKUP_ROUTE,
         responses={200: {"model": VisitorScore}, **_PROBLEMS},
         tags=["scores"],
         openapi_extra=KEY_PARAMETER,
@@ -230,7 +230,7 @@ def _register_scoring(app: FastAPI, clock: Clock, events_answer: Answer) -> None
         return _json(record)
 
     @app.post(
-        "/v1/events",
+        EVENTS_ROUTE,
         dependencies=[WriteAccess],
         responses={200: {"model": EventsResponse}, **_PROBLEMS},
         tags=["events"],

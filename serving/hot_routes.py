@@ -31,9 +31,11 @@ from serving.metrics import RequestRecorder
 #: exception handlers.
 Answer = Callable[[Scope, Receive], Awaitable[bytes]]
 
+#: The routes' paths, declared once: FastAPI registers them (``serving.api``) and the hot
+#: routes match and count requests under the same templates.
 LOOKUP_ROUTE = "/v1/visitors/{visitor_id}"
 EVENTS_ROUTE = "/v1/events"
-_LOOKUP_PREFIX = "/v1/visitors/"
+_LOOKUP_PREFIX = LOOKUP_ROUTE.removesuffix("{visitor_id}")
 #: nginx's code for a client that went away before its answer; only ever in the metrics.
 _CLIENT_CLOSED = 499
 
