@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
 import polars as pl
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from serving.redis_store import RedisScoreStore
 from serving.sqlite_store import SqliteScoreStore
@@ -121,6 +124,59 @@ def test_a_record_is_stored_only_for_the_latest_state(store: ScoreStore) -> None
     store.publish(_run("r2", 1), [_chunk(["a"], "2")])  # a new run starts the visitor afresh
     assert not store.put_record("a", b'{"v":"stale"}', if_version=later.version)
     assert store.get_record("a") == b'{"v":"a","t":"2"}'
+
+
+_BATCHES = st.lists(
+    st.lists(
+        st.tuples(st.sampled_from("abc"), st.lists(st.binary(min_size=1, max_size=3), max_size=3)),
+        min_size=1,
+        max_size=6,
+    ),
+    min_size=1,
+    max_size=4,
+)
+
+
+@settings(
+    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(batches=_BATCHES, keep=st.integers(1, 4), stale=st.lists(st.booleans(), max_size=6))
+def test_a_batch_is_applied_as_its_requests_one_by_one(
+    store: ScoreStore, batches: list[list[tuple[str, list[bytes]]]], keep: int, stale: list[bool]
+) -> None:
+    """``append_many``: each request's state is the one it would have alone, in order (a
+    visitor named twice sees its own events, then the next's), trimmed to ``keep``;
+    ``put_records`` stores exactly the writes whose version is still the visitor's."""
+    store.publish(_run(f"r{uuid.uuid4().hex}", 2), [_chunk(["a", "b"], "batch")])
+    expected: dict[str, list[bytes]] = {}
+    records = {v: _chunk([v], "batch")["record"][0] for v in "ab"}
+    latest: dict[str, int] = {}
+    for batch in batches:
+        states = store.append_many(batch, keep)
+        for (visitor, events), state in zip(batch, states, strict=True):
+            expected[visitor] = (expected.get(visitor, []) + events)[-keep:]
+            assert list(state.posted_events) == expected[visitor]
+            assert state.record == records.get(visitor)
+            assert state.version >= latest.get(visitor, 0)
+            if events:
+                assert state.version > latest.get(visitor, 0)
+            latest[visitor] = state.version
+        for visitor, _ in batch:
+            assert store.get_state(visitor).version == latest[visitor]
+            assert list(store.get_state(visitor).posted_events) == expected[visitor]
+        # Writes from each request's state: only a visitor's latest state may be stored.
+        flips = stale + [False] * len(batch)
+        writes = [
+            RecordWrite(v, f"{v}{i}".encode(), s.version - 1 if flips[i] else s.version)
+            for i, ((v, _), s) in enumerate(zip(batch, states, strict=True))
+        ]
+        stored = store.put_records(writes)
+        assert stored == [w.if_version == latest[w.visitor_id] for w in writes]
+        for write, ok in zip(writes, stored, strict=True):
+            if ok:
+                records[write.visitor_id] = write.record
+        for visitor, _ in batch:
+            assert store.get_record(visitor) == records.get(visitor)
 
 
 def test_a_pending_explanation_is_kept_until_explained_once(store: ScoreStore) -> None:
