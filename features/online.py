@@ -88,7 +88,8 @@ class OnlineFeatureEvaluator:
         self._derived.evaluate(values, len(records))
         out = np.full((len(records), len(FEATURE_COLUMNS)), np.nan)
         if self._output:
-            out[:, self._positions] = np.stack([values[n] for n in self._output], axis=1)
+            # np.array, not np.stack: one C call instead of a Python pass per feature.
+            out[:, self._positions] = np.array([values[n] for n in self._output]).T
         return out
 
     def vector(self, events: History, as_of: datetime) -> np.ndarray:

@@ -103,13 +103,13 @@ class _Numeric:
         self._nullable = np.array([[a.kind != "sum"] for a in aggregates])
 
     def evaluate(self, rows: Rows, masks: np.ndarray, segments: Segments) -> np.ndarray:
-        values = np.stack([rows[c] for c in self._columns]).astype(np.float64)[self._column_rows]
+        values = np.array([rows[c] for c in self._columns], np.float64)[self._column_rows]
         valid = masks[self._filter_rows] & ~np.isnan(values)
         counts = segments.reduce(np.add, valid, 0.0)
         sums = segments.reduce(np.add, np.where(valid, values, 0.0), 0.0)
         highs = segments.reduce(np.maximum, np.where(valid, values, -np.inf), -np.inf)
         lows = segments.reduce(np.minimum, np.where(valid, values, np.inf), np.inf)
-        table = np.stack([sums, sums / np.maximum(counts, 1.0), highs, lows])[self._pick]
+        table = np.array([sums, sums / np.maximum(counts, 1.0), highs, lows])[self._pick]
         return np.where(self._nullable & (counts == 0), np.nan, table)
 
 
@@ -215,8 +215,8 @@ class DerivedPlan:
         """Add the derived features to ``values`` (a zero or NaN denominator gives NaN)."""
         one = np.ones(visitors)
         for names, numerators, denominators, factors in self._layers:
-            top = np.stack([values[n] for n in numerators])
-            bottom = np.stack([one if d is None else values[d] for d in denominators])
+            top = np.array([values[n] for n in numerators])
+            bottom = np.array([one if d is None else values[d] for d in denominators])
             usable = bottom > 0
             table = np.where(usable, top / np.where(usable, bottom, 1.0) * factors, np.nan)
             values.update(zip(names, table, strict=True))
