@@ -254,8 +254,9 @@ async def _post_events(state: ServingState, clock: Clock, body: EventsRequest) -
     _check_size(state.settings, len(body.events))
     _check_as_of(state.settings, body.as_of, now)
     accepted, rejected = await state.intake.accept_async(body.visitor_id, body.events)
-    state.metrics.events.labels("accepted").inc(len(accepted))
-    state.metrics.events.labels("rejected").inc(len(rejected))
+    state.metrics.events_accepted.inc(len(accepted))
+    if rejected:
+        state.metrics.events_rejected.inc(len(rejected))
     if not accepted:
         raise ProblemError(
             422,

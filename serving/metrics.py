@@ -39,6 +39,9 @@ class ServingMetrics:
         self.events = Counter(
             "propensity_events", "posted events", ("outcome",), registry=self.registry
         )
+        # Bound once: ``labels()`` on every event post cost more than the increment.
+        self.events_accepted = self.events.labels("accepted")
+        self.events_rejected = self.events.labels("rejected")
         self.superseded = Counter(
             "propensity_superseded_writes",
             "re-scored records not stored because newer events arrived meanwhile",

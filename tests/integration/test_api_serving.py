@@ -78,6 +78,9 @@ def test_events_rescore_and_are_stored(client: TestClient, scored: tuple[World, 
         headers=KEY,
     )
     assert again.status_code == 422 and again.json()["errors"][0]["reason"] == "bad_timestamp"
+    metrics = client.get("/metrics").text
+    assert 'propensity_events_total{outcome="accepted"} 1.0' in metrics
+    assert 'propensity_events_total{outcome="rejected"} 3.0' in metrics
 
 
 def test_events_leave_the_explanation_to_the_first_lookup(
