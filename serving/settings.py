@@ -39,6 +39,13 @@ class ServingSettings(BaseModel):
         description="the API copies the SQLite WAL into the database this often, in a "
         "background thread, so that no request waits for it",
     )
+    sqlite_wal_restart_mb: float = Field(
+        64.0,
+        gt=0,
+        description="the API starts the SQLite WAL over once it has grown past this size "
+        "(writers wait the few milliseconds it takes); without that, steady writes grow it "
+        "without bound",
+    )
     redis_prefix: str = Field("propensity", description="key prefix in Redis")
     redis_timeout_seconds: float = Field(
         2.0, gt=0, description="Redis connect and socket timeout: a stalled store fails fast"

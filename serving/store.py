@@ -172,5 +172,10 @@ def open_store(
         )
     from serving.sqlite_store import SqliteScoreStore
 
-    every = settings.sqlite_checkpoint_seconds if serving else None
-    return SqliteScoreStore.open(paths.sqlite_path, checkpoint_every=every)
+    if not serving:
+        return SqliteScoreStore.open(paths.sqlite_path)
+    return SqliteScoreStore.open(
+        paths.sqlite_path,
+        checkpoint_every=settings.sqlite_checkpoint_seconds,
+        wal_restart_bytes=int(settings.sqlite_wal_restart_mb * 2**20),
+    )
