@@ -256,9 +256,8 @@ def test_the_api_store_checkpoints_in_the_background(tmp_path: Path) -> None:
 def test_the_api_store_starts_its_wal_over_under_steady_writes(tmp_path: Path) -> None:
     """Under steady writes some commit lands during every background checkpoint, so the WAL
     is never found wholly copied when a write begins, and SQLite never starts it over: it
-    grew to 143 MB in this test and to 275 MB in one API benchmark run. Past
-    ``wal_restart_bytes`` the store starts it over (at 24-34 MB here, most of it written
-    while a checkpoint runs)."""
+    grew to 184 MB in this test without the restart, and to 275 MB in one API benchmark run.
+    Past ``wal_restart_bytes`` the store has it start over."""
     import threading
     import time
 
@@ -292,9 +291,9 @@ def test_the_api_store_starts_its_wal_over_under_steady_writes(tmp_path: Path) -
 
 
 def test_a_long_reader_defers_the_wal_restart_and_never_stalls_writers(tmp_path: Path) -> None:
-    """A restart waits for readers of the old WAL while writers wait for it: a reader that
-    holds its snapshot for a second (another process's long query) defers the restart, and
-    no write waits for the reader."""
+    """A reader that holds its snapshot for a second (another process's long query) keeps
+    the WAL from starting over meanwhile; no write waits for it (a RESTART checkpoint under
+    the writers' lock would have held them for SQLite's whole busy timeout)."""
     import sqlite3
     import time
 
