@@ -256,8 +256,9 @@ def test_the_api_store_checkpoints_in_the_background(tmp_path: Path) -> None:
 def test_the_api_store_starts_its_wal_over_under_steady_writes(tmp_path: Path) -> None:
     """Under steady writes some commit lands during every background checkpoint, so the WAL
     is never found wholly copied when a write begins, and SQLite never starts it over: it
-    grew to 184 MB in this test without the restart, and to 275 MB in one API benchmark run.
-    Past ``wal_restart_bytes`` the store has it start over."""
+    grew to 184 MB in this test without the restart (about a third of what was written),
+    and to 275 MB in one API benchmark run. Past ``wal_restart_bytes`` the store has it start
+    over: 18-48 MB here (a tenth at most), most of it written while a checkpoint copies."""
     import threading
     import time
 
@@ -267,6 +268,7 @@ def test_the_api_store_starts_its_wal_over_under_steady_writes(tmp_path: Path) -
     store = SqliteScoreStore.open(path, checkpoint_every=0.02, wal_restart_bytes=limit)
     stop = threading.Event()
     record = b"x" * 3000
+    written = [0]
 
     def write() -> None:
         n = 0
@@ -275,6 +277,7 @@ def test_the_api_store_starts_its_wal_over_under_steady_writes(tmp_path: Path) -
                 [RecordWrite(f"v{(n * 8 + i) * 7919 % 20_000}", record) for i in range(8)]
             )
             n += 1
+        written[0] = n * 8 * len(record)
 
     writer = threading.Thread(target=write)
     writer.start()
@@ -287,7 +290,10 @@ def test_the_api_store_starts_its_wal_over_under_steady_writes(tmp_path: Path) -
         stop.set()
         writer.join()
         store.close()
-    assert peak < 64 * limit, f"the WAL grew to {peak / 2**20:.0f} MB"
+    # Relative to what was written: a slower machine writes less in the same time.
+    assert peak < written[0] / 5, (
+        f"the WAL grew to {peak / 2**20:.0f} MB of {written[0] / 2**20:.0f}"
+    )
 
 
 def test_a_long_reader_defers_the_wal_restart_and_never_stalls_writers(tmp_path: Path) -> None:
