@@ -298,10 +298,10 @@ def test_the_api_store_starts_its_wal_over_under_steady_writes(tmp_path: Path) -
     assert restarts >= 2, f"the WAL started over {restarts} times under steady writes"
 
 
-def test_a_long_reader_defers_the_wal_restart_and_never_stalls_writers(tmp_path: Path) -> None:
-    """A reader that holds its snapshot for a second (another process's long query) keeps
-    the WAL from starting over meanwhile; no write waits for it (a RESTART checkpoint under
-    the writers' lock would have held them for SQLite's whole busy timeout)."""
+def test_a_long_reader_never_stalls_writers_through_the_wal_restart(tmp_path: Path) -> None:
+    """A reader that holds its snapshot for a second (another process's long query) while
+    every checkpoint round tries a restart: no write waits for it (a RESTART checkpoint
+    under the writers' lock held them for SQLite's whole busy timeout, 30 s)."""
     import sqlite3
     import time
 
