@@ -10,7 +10,7 @@ fills the SQLite score store. Then three servers, each ``--workers`` uvicorn wor
 httptools; default one) in its own process:
 
 - ``constant``: a minimal FastAPI app whose endpoint returns a constant (the ceiling);
-- ``ours``: ``serving.api`` (lookups ``GET /v1/visitors/{id}`` over random scored visitors;
+- ``ours``: ``serving.api.app`` (lookups ``GET /v1/visitors/{id}`` over random scored visitors;
   ``POST /v1/events`` of one event for a random visitor: validate, append, re-score, re-route,
   store, with the top features left for the next lookup, the default; then lookups again,
   of records now mostly re-scored in real time and explained at their first read); then with
@@ -67,7 +67,7 @@ def constant_app() -> Any:
     OpenTelemetry off, as by default: see ``ServingSettings.opentelemetry``)."""
     from fastapi import FastAPI
 
-    from serving.api import telemetry_config
+    from serving.api.app import telemetry_config
 
     app = FastAPI(telemetry=telemetry_config(False))
 
@@ -187,7 +187,7 @@ def prepare(workdir: Path, visitors: int, trees: int) -> dict[str, Any]:
     """Lake, registered model and filled store (untimed)."""
     import polars as pl
 
-    from serving.batch import score_visitors
+    from serving.batch.job import score_visitors
     from serving.settings import ServingPaths, ServingSettings
     from serving.testing import TINY_FEATURES, simulated_lake
 
@@ -226,7 +226,7 @@ def event_body(visitor: str, moment: datetime) -> bytes:
 def run_all(
     setup: dict[str, Any], seconds: float, with_mlflow: bool, logs: Path, workers: int
 ) -> dict[tuple[str, int], Measurement]:
-    from serving.server import handoff_environment
+    from serving.api.server import handoff_environment
 
     results: dict[tuple[str, int], Measurement] = {}
     visitors: list[str] = setup["visitors"]
@@ -250,7 +250,7 @@ def run_all(
         env = handoff_environment(setup["settings"], setup["paths"])
         base = stack.enter_context(
             server(
-                uvicorn_command("serving.server:app_from_handoff", port, workers),
+                uvicorn_command("serving.api.server:app_from_handoff", port, workers),
                 port,
                 "/readyz",
                 env,
@@ -282,7 +282,7 @@ def run_all(
         inline = setup["settings"].model_copy(update={"explain_events": "inline"})
         base = stack.enter_context(
             server(
-                uvicorn_command("serving.server:app_from_handoff", port, workers),
+                uvicorn_command("serving.api.server:app_from_handoff", port, workers),
                 port,
                 "/readyz",
                 handoff_environment(inline, setup["paths"]),

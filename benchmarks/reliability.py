@@ -16,7 +16,7 @@ while requests flow).
 Reported: requests sent, non-2xx answers and transport errors (target 0), p50/p99 latency
 per endpoint before the first reload and during the reloads, the server's RSS: its largest
 value over its value just after the first reload and over its value after warm-up (growth
-target: within 10%; versions compile in a child process, ``serving.compiled``).
+target: within 10%; versions compile in a child process, ``serving.model.compiled``).
 Bounded: traffic only to 127.0.0.1, for ``--seconds``. Last line: ``RESULT requests=…
 non_2xx=… errors=… reloads=… lookup_p99_before_ms=… lookup_p99_during_ms=…
 events_p99_before_ms=… events_p99_during_ms=… score_p99_before_ms=… score_p99_during_ms=…
@@ -136,14 +136,14 @@ def run(setup: dict[str, Any], args: argparse.Namespace, logs: Path) -> dict[str
     import httpx
     import psutil
 
-    from serving.server import handoff_environment
+    from serving.api.server import handoff_environment
 
     tracking_uri = str(setup["paths"].tracking_uri)
     versions = [str(v) for v in range(2, 2 + args.reloads)]
     port = free_port()
     env = handoff_environment(setup["settings"], setup["paths"])
     with server(
-        uvicorn_command("serving.server:app_from_handoff", port, 1), port, "/readyz", env,
+        uvicorn_command("serving.api.server:app_from_handoff", port, 1), port, "/readyz", env,
         logs / "api.log",
     ) as base:  # fmt: skip
         api = psutil.Process(_listening_pid(port))

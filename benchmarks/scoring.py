@@ -12,7 +12,7 @@ compile. Timed, best of ``--repeats``:
 
 - ``booster``: ``Booster.predict(X, raw_score=True)`` on all cores (the baseline);
 - ``compiled``: the compiled predictor alone (lleaves if installed, else the Booster);
-- ``score+route``: ``serving.scoring.score_and_route``: model inputs, calibrated
+- ``score+route``: ``serving.model.scoring.score_and_route``: model inputs, calibrated
   probabilities, expected values, consent, suppression, ad budget ranking and the hashed
   holdout, exactly what the batch job runs.
 
@@ -122,9 +122,9 @@ def main(argv: list[str] | None = None) -> None:
 
     from numpy.testing import assert_allclose
 
-    from serving.model import SpecModel, apply_calibrator
-    from serving.routing import RoutingPolicy
-    from serving.scoring import score_and_route
+    from serving.model.scoring import score_and_route
+    from serving.model.spec import SpecModel, apply_calibrator
+    from serving.policy.routing import RoutingPolicy
 
     matrix, ids, email, ads = feature_matrix(args.visitors, args.seed)
     spec, text = train_model(matrix, args.trees, args.seed)

@@ -4,7 +4,7 @@ millisecond per visitor, evaluated from the same declarations as the batch engin
 ``features.definitions`` declares every feature as data; this module compiles each
 declaration to numpy once (in ``OnlineFeatureEvaluator.__init__``), and
 ``features.batch`` compiles the same declarations to narwhals. The row model
-(``features.rows``) is the one part written twice; ``tests/unit/test_features_properties.py``
+(``features.rows``) is the one part written twice; ``tests/unit/features/test_properties.py``
 holds the two to each other over random event histories.
 
 Input: per visitor, their canonical events as mappings (``event_time`` an aware datetime or

@@ -16,7 +16,13 @@ from rich.markup import escape
 
 from propensity.logs import configure_logging
 from propensity.settings import Settings
-from propensity.views import ingest_table, metrics_table, progress_bar
+from propensity.views import (
+    ingest_table,
+    measurement_table,
+    metrics_table,
+    progress_bar,
+    scoring_table,
+)
 
 app = typer.Typer(
     name="propensity",
@@ -235,8 +241,7 @@ def score(
 ) -> None:
     """Score and route every visitor with the champion; write outputs and the score store."""
     from propensity import jobs
-    from serving.batch import score_visitors
-    from serving.views import scoring_table
+    from serving.batch.job import score_visitors
 
     settings = _settings()
     moment = as_of.replace(tzinfo=as_of.tzinfo or UTC) if as_of else None
@@ -283,9 +288,8 @@ def measure(
     from datetime import timedelta
 
     from propensity import jobs
-    from serving.campaign import measure_scoring_run, read_units
-    from serving.measurement import measure_experiment, treatment_flag
-    from serving.views import measurement_table
+    from serving.campaign.runs import measure_scoring_run, read_units
+    from serving.campaign.statistics import measure_experiment, treatment_flag
 
     settings = _settings()
     confidence = settings.measurement.confidence
@@ -417,7 +421,7 @@ def serve(
 ) -> None:
     """Run the real-time API (OpenAPI docs at /docs)."""
     from propensity import jobs
-    from serving.server import run_api
+    from serving.api.server import run_api
 
     settings = _settings()
     run_api(settings.serving, jobs.serving_paths(settings), host=host, port=port, workers=workers)

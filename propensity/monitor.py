@@ -4,8 +4,8 @@ and the realised performance of the latest run whose outcomes have arrived.
 Wiring only: the reference is the sample of test features and scores that training logged
 with the model's run (``training.tracking.REFERENCE_ARTIFACT``); the current population is
 the scoring run's scores joined with the features as of the run's ``as_of``, recomputed from
-the lake with the one feature definition. The arithmetic is ``serving.monitoring``; the page
-and the gauges are ``serving.monitor_report``.
+the lake with the one feature definition. The arithmetic is ``serving.monitoring.drift``; the page
+and the gauges are ``serving.monitoring.report``.
 """
 
 from __future__ import annotations
@@ -26,9 +26,8 @@ from features.definitions import FeatureConfig
 from features.lake import scan_events
 from propensity.jobs import serving_paths
 from propensity.settings import Settings
-from serving.campaign import observed_outcomes, run_dir_of
-from serving.monitor_report import render_report, write_gauges, write_plots
-from serving.monitoring import (
+from serving.campaign.runs import observed_outcomes, run_dir_of
+from serving.monitoring.drift import (
     SCORE,
     ColumnDrift,
     RealisedPerformance,
@@ -36,6 +35,7 @@ from serving.monitoring import (
     realised_performance,
     sample,
 )
+from serving.monitoring.report import render_report, write_gauges, write_plots
 from training.tracking import (
     EXPERIMENT,
     REFERENCE_ARTIFACT,

@@ -14,8 +14,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from features.sharding import DEFAULT_EVENTS_PER_SHARD
-from serving.measurement import MeasurementSettings
-from serving.monitoring import MonitoringSettings
+from serving.campaign.statistics import MeasurementSettings
+from serving.monitoring.drift import MonitoringSettings
 from serving.settings import ServingSettings
 from training.settings import TrainingSettings
 

@@ -15,8 +15,11 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
-from serving.model import PredictorKind
-from serving.routing import RoutingPolicy
+from serving.policy.routing import RoutingPolicy
+
+#: How LightGBM raw scores are computed: a compiled predictor (lleaves) where available, or
+#: the Booster.
+PredictorKind = Literal["auto", "lleaves", "booster"]
 
 
 class ServingSettings(BaseModel):

@@ -65,7 +65,7 @@ def test_chosen_model_reaches_most_of_the_true_propensity_auc(trained: Outcome) 
 def test_calibration_holds_under_drift(method: str) -> None:
     """Activity grows each week, so the test week differs from validation; calibrated
     probabilities must stay near the observed rate and never collapse to 0 (the isotonic
-    out-of-range guard itself: ``tests/unit/test_training_calibration.py``)."""
+    out-of-range guard itself: ``tests/unit/training/test_calibration.py``)."""
     snapshots = snapshot_stack(visitors=2000, cutoffs=4, seed=2, shift=0.6)
     settings = BASE.model_copy(update={"calibration": method})
     outcome = fit_and_evaluate(snapshots, FEATURES, settings, horizon=WEEK)

@@ -9,9 +9,9 @@ import polars as pl
 import pytest
 from fastapi.testclient import TestClient
 
-from serving.api import create_app
-from serving.batch import score_visitors
-from tests.integration.serving_world import KEY, World, event, settings, world
+from serving.api.app import create_app
+from serving.batch.job import score_visitors
+from tests.integration.serving.world import KEY, World, event, settings, world
 
 __all__ = ["KEY", "event"]  # the reliability tests import them from here
 

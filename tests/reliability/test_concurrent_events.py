@@ -30,14 +30,14 @@ import pytest
 from fastapi.testclient import TestClient
 from numpy.testing import assert_allclose
 
-from serving.api import create_app
-from serving.history import read_history
-from serving.realtime import Contact
+from serving.api.app import create_app
+from serving.api.realtime import Contact
+from serving.api.state import ServingState
 from serving.settings import ServingSettings
-from serving.state import ServingState
-from serving.store import VisitorState
-from tests.integration.serving_redis import redis_server
-from tests.integration.serving_world import World, settings
+from serving.store.base import VisitorState
+from serving.store.history import read_history
+from tests.integration.serving.redis_server import redis_server
+from tests.integration.serving.world import World, settings
 from tests.reliability.conftest import KEY
 
 NOW = datetime(2024, 2, 16, 12, tzinfo=UTC)

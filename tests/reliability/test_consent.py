@@ -22,15 +22,15 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
-import serving.batch
+import serving.batch.job
 from features.definitions import FEATURE_COLUMNS
 from features.events.schema import ADS_CONSENTS, EMAIL_STATUSES
-from serving.batch import default_as_of, score_visitors
-from serving.outputs import ConsentViolation, check_consent
-from serving.routing import ADS, EMAIL, ROUTES, AdBudget, ChannelPolicy, RoutingPolicy, route
-from serving.scoring import route_scored, route_visitors
-from tests.integration.serving_world import World
-from tests.integration.serving_world import settings as serving_settings
+from serving.batch.job import default_as_of, score_visitors
+from serving.batch.outputs import ConsentViolation, check_consent
+from serving.model.scoring import route_scored, route_visitors
+from serving.policy.routing import ADS, EMAIL, ROUTES, AdBudget, ChannelPolicy, RoutingPolicy, route
+from tests.integration.serving.world import World
+from tests.integration.serving.world import settings as serving_settings
 
 # Statuses as they arrive, including values outside the known ones (a vendor's typo).
 email_statuses = st.sampled_from([*EMAIL_STATUSES, "Subscribed", "", "yes"])
@@ -162,7 +162,7 @@ def test_the_batch_job_refuses_an_audience_that_violates_consent(
         routed = route_visitors(*args, **kwargs)  # type: ignore[arg-type]
         return replace(routed, route=np.full_like(routed.route, wrong))  # everyone, consent or not
 
-    monkeypatch.setattr(serving.batch, "route_visitors", broken_router)
+    monkeypatch.setattr(serving.batch.job, "route_visitors", broken_router)
     later = default_as_of(shared.lake_dir) + timedelta(days=1)
     with pytest.raises(ConsentViolation, match="refusing to write audiences"):
         score_visitors(serving_settings(), paths, as_of=later)

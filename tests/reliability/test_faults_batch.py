@@ -15,9 +15,9 @@ from pathlib import Path
 
 import polars as pl
 
-from serving.batch import default_as_of, score_visitors
-from serving.sqlite_store import SqliteScoreStore
-from tests.integration.serving_world import World, settings
+from serving.batch.job import default_as_of, score_visitors
+from serving.store.sqlite import SqliteScoreStore
+from tests.integration.serving.world import World, settings
 
 ROOT = Path(__file__).resolve().parents[2]
 #: Runs the batch job, publishing in chunks of 100 visitors; after two chunks are committed
@@ -26,9 +26,9 @@ DRIVER = """
 import sys, time
 from datetime import datetime
 from pathlib import Path
-import serving.batch as batch
+import serving.batch.job as batch
 from serving.settings import ServingPaths
-from tests.integration.serving_world import settings
+from tests.integration.serving.world import settings
 
 lake, outputs, serving_dir, tracking, as_of, marker = sys.argv[1:]
 real = batch._publish_chunks

@@ -19,9 +19,9 @@ import pytest
 from fastapi.testclient import TestClient
 from mlflow import MlflowClient
 
-from serving.api import create_app
-from tests.integration.serving_redis import free_port
-from tests.integration.serving_world import World, register_tiny_model, settings
+from serving.api.app import create_app
+from tests.integration.serving.redis_server import free_port
+from tests.integration.serving.world import World, register_tiny_model, settings
 from tests.reliability.conftest import KEY, event
 
 READY_WITHIN = 60.0
@@ -179,7 +179,7 @@ def test_a_bad_version_is_refused_and_the_old_one_kept(
             spec["feature_columns"] = [*spec["feature_columns"][:-1], "n_rockets_launched"]
             spec_file.write_text(json.dumps(spec))
         failures_before = _reload_failures(live)
-        with caplog.at_level(logging.ERROR, logger="serving.state"):
+        with caplog.at_level(logging.ERROR, logger="serving.api.state"):
             refused = live.post("/v1/admin/reload", headers=KEY)
         assert refused.status_code == 503, refused.text
         assert "still serving version 1" in refused.json()["detail"]

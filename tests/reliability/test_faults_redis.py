@@ -17,11 +17,11 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
-from serving.api import create_app
-from serving.batch import score_visitors
+from serving.api.app import create_app
+from serving.batch.job import score_visitors
 from serving.settings import ServingSettings
-from tests.integration.serving_redis import free_port
-from tests.integration.serving_world import World, settings
+from tests.integration.serving.redis_server import free_port
+from tests.integration.serving.world import World, settings
 from tests.reliability.conftest import KEY, event
 
 TIMEOUT = 0.5  # seconds, redis_timeout_seconds of the app under test

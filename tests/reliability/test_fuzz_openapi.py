@@ -27,10 +27,10 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
-from serving.api import create_app
-from tests.integration.serving_redis import free_port
-from tests.integration.serving_world import World
-from tests.integration.serving_world import settings as serving_settings
+from serving.api.app import create_app
+from tests.integration.serving.redis_server import free_port
+from tests.integration.serving.world import World
+from tests.integration.serving.world import settings as serving_settings
 from tests.reliability.conftest import KEY
 
 EXAMPLES = int(os.environ.get("PROPENSITY_FUZZ_EXAMPLES", "50"))

@@ -8,8 +8,8 @@ from collections.abc import Iterator
 import pytest
 from fastapi.testclient import TestClient
 
-from serving.api import create_app
-from tests.integration.serving_world import World, settings
+from serving.api.app import create_app
+from tests.integration.serving.world import World, settings
 from tests.reliability.conftest import KEY, event
 
 WRITES = ("/v1/events", "/v1/score")

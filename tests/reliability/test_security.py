@@ -11,13 +11,13 @@ import polars as pl
 import pytest
 from fastapi.testclient import TestClient
 
-import serving.state
+import serving.api.state
 from features.ingest.contacts import ingest_contacts_file
 from features.ingest.mapping import builtin_mapping
 from features.ingest.pipeline import ingest_file
 from features.ingest.validate import ValidationLimits
-from serving.api import create_app
-from tests.integration.serving_world import World, settings
+from serving.api.app import create_app
+from tests.integration.serving.world import World, settings
 from tests.reliability.conftest import event
 
 SECRET = "s3cr3t-key-7f2c9a41d0e8"
@@ -86,13 +86,13 @@ def test_every_key_is_compared_in_constant_time(
     """``hmac.compare_digest`` against every configured key, with no early exit: the time
     taken does not tell which key, or which prefix, matched."""
     compared: list[tuple[bytes, bytes]] = []
-    real = serving.state.hmac.compare_digest
+    real = serving.api.state.hmac.compare_digest
 
     def spy(a: bytes, b: bytes) -> bool:
         compared.append((a, b))
         return real(a, b)
 
-    monkeypatch.setattr(serving.state.hmac, "compare_digest", spy)
+    monkeypatch.setattr(serving.api.state.hmac, "compare_digest", spy)
     for presented, allowed in ((SECRET, True), (OTHER, True), (WRONG, False)):
         compared.clear()
         answer = keyed.post("/v1/admin/reload", headers={"X-API-Key": presented})

@@ -1,0 +1,108 @@
+"""FastAPI dependencies of the API: the process state, the model, the store, and API keys.
+
+Used as ``Annotated`` aliases by the routes. Keys are compared in constant time
+(``ServingState.key_is_valid``); write routes always need one, read routes when
+``read_requires_key`` is set.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Depends, Header, Request
+
+from serving.api.problems import ProblemError
+from serving.api.state import Served, ServingState
+from serving.store.base import ScoreStore
+
+
+async def _state(request: Request) -> ServingState:
+    state: ServingState = request.app.state.serving
+    return state
+
+
+StateDep = Annotated[ServingState, Depends(_state)]
+ApiKey = Annotated[str | None, Header(alias="X-API-Key", description="an API key")]
+
+
+def _loaded(state: ServingState) -> Served:
+    if state.served is None:
+        raise ProblemError(503, "Model not loaded", f"cannot score: {state.model_problem}")
+    return state.served
+
+
+def _opened(state: ServingState) -> ScoreStore:
+    if state.store is None:
+        raise ProblemError(503, "Store unavailable", f"score store: {state.store_problem}")
+    return state.store
+
+
+async def _served(state: StateDep) -> Served:
+    return _loaded(state)
+
+
+async def _store(state: StateDep) -> ScoreStore:
+    return _opened(state)
+
+
+def _check_key(state: ServingState, key: str | None) -> None:
+    if not state.has_keys:
+        raise ProblemError(
+            401,
+            "Writes disabled",
+            "no API keys are configured on the server (PROPENSITY_SERVING__API_KEYS)",
+        )
+    if not state.key_is_valid(key):
+        raise ProblemError(
+            401,
+            "Unauthorized",
+            "a valid X-API-Key header is required",
+            headers={"WWW-Authenticate": "ApiKey"},
+        )
+
+
+async def _write_access(state: StateDep, key: ApiKey = None) -> None:
+    _check_key(state, key)
+
+
+async def _read_access(state: StateDep, key: ApiKey = None) -> None:
+    if state.settings.read_requires_key:
+        _check_key(state, key)
+
+
+def readable_store(state: ServingState, presented_key: str | None) -> ScoreStore:
+    """Read access, a loaded model and the store, checked inline by the lookup route:
+    FastAPI's dependency resolution costs more than the lookup itself (profiled), so the hot
+    path resolves none."""
+    if state.settings.read_requires_key:
+        _check_key(state, presented_key)
+    if state.served is None and not state.settings.lookups_without_model:
+        # Not ready means not ready: a stored score may come from a model since withdrawn,
+        # and a caller (or load balancer) should see one answer, not some routes working.
+        raise ProblemError(503, "Model not loaded", f"cannot answer: {state.model_problem}")
+    return _opened(state)
+
+
+def scoring_for_writes(state: ServingState, presented_key: str | None) -> None:
+    """Write access, a loaded model and the store, checked inline by the events route in the
+    order its dependencies would check them (key, model, store)."""
+    _check_key(state, presented_key)
+    _loaded(state)
+    _opened(state)
+
+
+ServedDep = Annotated[Served, Depends(_served)]
+StoreDep = Annotated[ScoreStore, Depends(_store)]
+ReadAccess = Depends(_read_access)
+WriteAccess = Depends(_write_access)
+KEY_PARAMETER = {
+    "parameters": [
+        {
+            "name": "X-API-Key",
+            "in": "header",
+            "required": False,
+            "schema": {"type": "string"},
+            "description": "needed when reads are closed by configuration",
+        }
+    ]
+}

@@ -1,0 +1,156 @@
+"""The API's request and response models: the public data contract of serving.
+
+A stored record (``serving.store.base``) is a ``VisitorScore`` as JSON; the batch job builds
+them vectorised and ``tests/unit/serving/store/test_records.py`` checks they validate against it.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Literal
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints, model_validator
+
+from serving.policy.routing import Reason, Route
+
+EmailStatus = Literal["subscribed", "unsubscribed", "pending", "unknown"]
+AdsConsent = Literal["granted", "denied", "unknown"]
+#: Printable text: no control characters (C0, DEL, C1), no invisible formatting characters
+#: (zero-width, bidirectional overrides, line/paragraph separators, BOM). Other Unicode is
+#: allowed, as ingestion allows it in the lake.
+VISITOR_ID_PATTERN = r"^[^\x00-\x1f\x7f-\x9f\u200b-\u200f\u2028-\u202e\u2060-\u206f\ufeff]+$"
+MAX_TEXT_LENGTH = 1_000
+#: Strings are bounded, and must be valid Unicode (a lone surrogate escape is rejected).
+Text = Annotated[str, StringConstraints(max_length=MAX_TEXT_LENGTH)]
+Scalar = Text | int | float | None
+VisitorId = Annotated[
+    str, StringConstraints(min_length=1, max_length=256, pattern=VISITOR_ID_PATTERN)
+]
+
+
+class Contribution(BaseModel):
+    feature: str
+    contribution: float = Field(description="this feature's additive part of the raw score")
+
+
+class VisitorScore(BaseModel):
+    """The latest score of a visitor and the decision taken on it."""
+
+    visitor_id: str
+    score: float = Field(description="calibrated probability of a purchase in the horizon")
+    decile: int | None = Field(
+        description="1 = top 10% of the last batch run's scores (null before any run)"
+    )
+    route: Route
+    reason: Reason
+    expected_value: float = Field(description="expected incremental profit of the route")
+    model_version: str
+    as_of: datetime = Field(description="features use events before this instant")
+    scored_at: datetime
+    source: Literal["batch", "real_time"]
+    email_status: EmailStatus
+    ads_consent: AdsConsent
+    top_features: list[Contribution] | None = Field(
+        None,
+        description="features that moved this score most (LightGBM pred_contrib); null in "
+        "an event answer by default (computed at the visitor's next lookup), or when the "
+        "model that scored it is no longer the one loaded",
+    )
+
+
+class Contactability(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    email_status: EmailStatus = "unknown"
+    ads_consent: AdsConsent = "unknown"
+
+
+class EventIn(BaseModel):
+    """One event in the canonical shape; values are checked by ingestion's rules."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    visitor_id: Text | None = Field(None, description="defaults to the request's visitor")
+    event_time: Scalar = Field(description="ISO 8601; without an offset it means UTC")
+    event_name: Scalar
+    item_id: Scalar = None
+    item_category: Scalar = None
+    price: Scalar = None
+    quantity: Scalar = None
+    revenue: Scalar = None
+    transaction_id: Scalar = None
+    session_id: Scalar = None
+    user_id: Scalar = None
+
+
+class Rejection(BaseModel):
+    index: int = Field(description="position of the event in the request")
+    reason: str
+    detail: str | None = None
+
+
+class EventsRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    visitor_id: VisitorId
+    events: list[EventIn] = Field(min_length=1)
+    as_of: AwareDatetime | None = Field(
+        None,
+        description="score as of this instant (default: now, or just after the latest "
+        "posted event)",
+    )
+    contactability: Contactability | None = Field(
+        None, description="update of the visitor's consent (default: as stored)"
+    )
+
+
+class EventsResponse(BaseModel):
+    accepted: int
+    rejected: list[Rejection]
+    score: VisitorScore
+
+
+class ScoreRequest(BaseModel):
+    """Score now, storing nothing: from recent events (the online feature path) or from
+    features by name (null for missing)."""
+
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+
+    visitor_id: VisitorId
+    events: list[EventIn] | None = None
+    features: dict[str, float | None] | None = None
+    as_of: AwareDatetime | None = None
+    contactability: Contactability | None = None
+
+    @model_validator(mode="after")
+    def _one_source(self) -> ScoreRequest:
+        if (self.events is None) == (self.features is None):
+            raise ValueError("give either events or features, not both and not neither")
+        return self
+
+
+class ModelResponse(BaseModel):
+    name: str
+    alias: str | None
+    version: str
+    run_id: str | None
+    kind: str
+    predictor: str
+    trained_at: datetime | None
+    metrics: dict[str, float]
+    feature_names: list[str]
+    last_run: dict[str, object] | None = Field(description="the batch run whose scores are live")
+
+
+class Readiness(BaseModel):
+    ready: bool
+    model_version: str | None
+    store: bool
+    reason: str | None
+
+
+class ReloadResponse(BaseModel):
+    reloaded: bool
+    model_version: str | None
+    previous_version: str | None
+    message: str

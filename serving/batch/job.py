@@ -1,0 +1,302 @@
+"""Batch scoring: every visitor active in the lookback, scored, routed, written out.
+
+``score_visitors`` builds features as of ``as_of`` (default: just after the latest event in
+the lake) with ``features.batch``, scores them with the registered model, routes them with the
+policy, and writes, per run, ``<outputs>/scoring/<run>/``:
+
+- ``scores.parquet``: one row per visitor: ``visitor_id, score, decile, route, reason,
+  expected_value, model_version, as_of, scored_at``;
+- ``email_audience.csv`` and ``ads_audience.csv``: who the email tool and the ad platforms
+  get (``visitor_id, score, decile, expected_value``), checked against consent first;
+- ``summary.json``; then the score store is replaced by this run and ``latest.json`` points
+  at it.
+
+Atomic: files are written in a private folder renamed into place at the end, the store
+switches generations in one step, and ``latest.json`` is replaced last; a crash leaves the
+previous run's files, store and pointer as they were. Idempotent: a run is named by its
+``as_of``, model version and policy; re-running a finished one changes nothing.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+from collections.abc import Callable, Iterator
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+import orjson
+import polars as pl
+import psutil
+
+from features.batch import build_features, collect
+from features.definitions import FEATURE_COLUMNS, FeatureConfig
+from features.engines import Engine
+from features.ingest.contacts import read_contacts
+from features.lake import scan_events
+from serving.batch.outputs import (
+    ScoringSummary,
+    point_latest,
+    run_summary,
+    write_outputs,
+)
+from serving.batch.spark import score_on_spark
+from serving.model.registry import LoadedModel, load_registered_model
+from serving.model.scoring import (
+    ROUTING_FEATURES,
+    decile_cuts,
+    decile_of,
+    model_columns,
+    route_visitors,
+    score_features,
+)
+from serving.model.spec import top_contributions
+from serving.settings import ServingPaths, ServingSettings
+from serving.store.backends import open_store
+from serving.store.base import RunInfo, ScoreStore
+from serving.store.history import batch_histories
+from serving.store.records import batch_records
+
+if TYPE_CHECKING:
+    from pyspark.sql import SparkSession
+
+log = logging.getLogger(__name__)
+Progress = Callable[[int], None]
+
+
+def latest_event_time(lake_dir: Path) -> datetime:
+    latest = scan_events(lake_dir).select(pl.col("event_time").max()).collect().item()
+    if latest is None:
+        raise ValueError(f"the event lake at {lake_dir} has no events to score")
+    return latest.astimezone(UTC)
+
+
+def default_as_of(lake_dir: Path) -> datetime:
+    """One microsecond after the latest event, so that every event in the lake counts."""
+    return latest_event_time(lake_dir) + timedelta(microseconds=1)
+
+
+def run_name(as_of: datetime, model_version: str, settings: ServingSettings) -> str:
+    policy = settings.routing.fingerprint()
+    return f"{as_of.astimezone(UTC):%Y%m%dT%H%M%S%fZ}-v{model_version}-{policy}"
+
+
+def _score_chunks(
+    loaded: LoadedModel, matrix: np.ndarray, chunk: int, progress: Progress
+) -> np.ndarray:
+    columns = model_columns(loaded.model)
+    parts = []
+    for start in range(0, len(matrix), chunk):
+        rows = matrix[start : start + chunk]
+        parts.append(score_features(loaded.model, rows, columns, threads=os.cpu_count() or 1))
+        progress(min(chunk, len(matrix) - start))
+    return np.concatenate(parts) if parts else np.zeros(0)
+
+
+def _top_features(loaded: LoadedModel, matrix: np.ndarray, k: int, chunk: int) -> pl.Series:
+    """Per visitor, the ``k`` features that moved the score most, as a list of structs."""
+    names = np.asarray(loaded.model.feature_names, dtype=object)
+    columns = model_columns(loaded.model)
+    index_parts, value_parts = [], []
+    for start in range(0, len(matrix), chunk):
+        rows = np.ascontiguousarray(matrix[start : start + chunk][:, columns])
+        order, values = top_contributions(loaded.model, rows, k, threads=os.cpu_count() or 1)
+        index_parts.append(order)
+        value_parts.append(values)
+    order = np.concatenate(index_parts) if index_parts else np.zeros((0, k), dtype=np.int64)
+    values = np.concatenate(value_parts) if value_parts else np.zeros((0, k))
+    flat = pl.DataFrame(
+        {
+            "row": np.repeat(np.arange(len(order)), order.shape[1]),
+            "feature": names[order.ravel()].astype(str),
+            "contribution": values.ravel(),
+        }
+    )
+    nested = flat.group_by("row", maintain_order=True).agg(
+        pl.struct("feature", "contribution").alias("top_features")
+    )
+    return nested.get_column("top_features")
+
+
+def _scored_frame(
+    features: pl.DataFrame,
+    contacts: pl.DataFrame,
+    loaded: LoadedModel,
+    settings: ServingSettings,
+    progress: Progress,
+) -> tuple[pl.DataFrame, np.ndarray, float | None]:
+    matrix = np.ascontiguousarray(
+        features.select(pl.col(c).cast(pl.Float64) for c in FEATURE_COLUMNS).to_numpy(),
+        dtype=np.float64,
+    )
+    score = _score_chunks(loaded, matrix, settings.batch_chunk_rows, progress)
+    scored = features.select("visitor_id", *ROUTING_FEATURES).with_columns(
+        pl.Series("score", score)
+    )
+    if settings.batch_contributions and settings.top_features:
+        scored = scored.with_columns(
+            _top_features(loaded, matrix, settings.top_features, settings.batch_chunk_rows)
+        )
+    return _routed_frame(scored, contacts, settings)
+
+
+def _routed_frame(
+    scored: pl.DataFrame, contacts: pl.DataFrame, settings: ServingSettings
+) -> tuple[pl.DataFrame, np.ndarray, float | None]:
+    """Route a whole run: ``scored`` holds ``visitor_id``, ``score``, ``ROUTING_FEATURES`` and
+    optionally ``top_features``; the output frame, the decile cuts and the ads EV floor."""
+    visitors = scored.join(contacts, on="visitor_id", how="left", maintain_order="left")
+    visitors = visitors.with_columns(
+        pl.col("email_status").fill_null("unknown"), pl.col("ads_consent").fill_null("unknown")
+    )
+    score = visitors.get_column("score").to_numpy()
+    days, order_value = (
+        visitors.get_column(c).cast(pl.Float64).to_numpy() for c in ROUTING_FEATURES
+    )
+    routed = route_visitors(
+        score,
+        days,
+        order_value,
+        visitor_id=visitors.get_column("visitor_id"),
+        email_status=visitors.get_column("email_status").to_numpy(),
+        ads_consent=visitors.get_column("ads_consent").to_numpy(),
+        policy=settings.routing,
+    )
+    cuts = decile_cuts(score)
+    top = visitors.get_column("top_features") if "top_features" in visitors.columns else None
+    out = visitors.select("visitor_id", "email_status", "ads_consent").with_columns(
+        pl.Series("score", score),
+        pl.Series("decile", decile_of(score, cuts)),
+        pl.Series("route", routed.route_names().astype(str)),
+        pl.Series("reason", routed.reason_names().astype(str)),
+        pl.Series("expected_value", routed.expected_value),
+        top if top is not None else pl.lit(None).alias("top_features"),
+    )
+    return out, np.asarray(cuts), routed.ads_ev_floor
+
+
+def _publish_chunks(
+    scored: pl.DataFrame, histories: pl.DataFrame, rows: int
+) -> Iterator[pl.DataFrame]:
+    with_history = batch_records(scored).join(histories, on="visitor_id", how="left")
+    for start in range(0, with_history.height, rows):
+        yield with_history.slice(start, rows)
+
+
+def score_visitors(
+    settings: ServingSettings,
+    paths: ServingPaths,
+    *,
+    as_of: datetime | None = None,
+    engine: Engine = "polars",
+    model: LoadedModel | None = None,
+    store: ScoreStore | None = None,
+    scored_at: datetime | None = None,
+    on_progress: Progress | None = None,
+    spark: SparkSession | None = None,
+) -> ScoringSummary:
+    """Score, route and publish every visitor active before ``as_of`` (see module doc).
+
+    ``engine="spark"`` computes the features on ``spark`` (a local session if None).
+    """
+    as_of = (as_of or default_as_of(paths.lake_dir)).astimezone(UTC)
+    loaded = model or load_registered_model(
+        settings.model_uri,
+        tracking_uri=paths.tracking_uri,
+        cache_dir=paths.model_cache_dir,
+        predictor=settings.predictor,
+        compile_timeout_seconds=settings.compile_timeout_seconds,
+    )
+    own_store = store is None
+    store = store or open_store(settings, paths)
+    try:
+        return _run(
+            settings,
+            paths,
+            as_of,
+            engine,
+            loaded,
+            store,
+            scored_at or datetime.now(UTC),
+            on_progress or (lambda _: None),
+            spark,
+        )
+    finally:
+        if own_store:
+            store.close()
+
+
+def _remove_dead_staging(scoring_dir: Path, name: str) -> None:
+    """Staging folders of this run left by a process that died (killed, power cut): they
+    were never renamed into place, so nothing reads them; a live writer's folder is kept."""
+    for left in scoring_dir.glob(f".{name}.*.partial"):
+        pid = left.name.removeprefix(f".{name}.").removesuffix(".partial")
+        if pid.isdigit() and not psutil.pid_exists(int(pid)):
+            log.warning("removing %s, left by a run that did not finish", left)
+            shutil.rmtree(left, ignore_errors=True)
+
+
+def _run(
+    settings: ServingSettings,
+    paths: ServingPaths,
+    as_of: datetime,
+    engine: Engine,
+    loaded: LoadedModel,
+    store: ScoreStore,
+    scored_at: datetime,
+    progress: Progress,
+    spark: SparkSession | None,
+) -> ScoringSummary:
+    name = run_name(as_of, loaded.info.version, settings)
+    run_dir = paths.scoring_dir / name
+    current = store.current_run()
+    if (run_dir / "summary.json").exists() and current is not None and current.run_id == name:
+        log.info("run %s is already published: nothing to do", name)
+        previous = ScoringSummary.from_json((run_dir / "summary.json").read_bytes())
+        return replace(previous, skipped=True)
+    config = FeatureConfig()
+    features = build_features(paths.lake_dir, as_of, engine=engine, config=config, spark=spark)
+    contacts = read_contacts(paths.lake_dir)
+    if isinstance(features, pl.LazyFrame):
+        scored, cuts, floor = _scored_frame(collect(features), contacts, loaded, settings, progress)
+    else:  # Spark: score and explain on the executors, route the run here
+        explain = settings.top_features if settings.batch_contributions else 0
+        narrow = score_on_spark(features, loaded.model, explain)
+        progress(narrow.height)
+        scored, cuts, floor = _routed_frame(narrow, contacts, settings)
+    scored = scored.with_columns(
+        pl.lit(loaded.info.version).alias("model_version"),
+        pl.lit(as_of).alias("as_of"),
+        pl.lit(scored_at).alias("scored_at"),
+    )
+    run = RunInfo(
+        run_id=name,
+        model_version=loaded.info.version,
+        as_of=as_of,
+        scored_at=scored_at,
+        visitors=scored.height,
+        decile_cuts=tuple(cuts.tolist()),
+        ads_ev_floor=floor,
+    )
+    _remove_dead_staging(paths.scoring_dir, name)
+    staging = run_dir.with_name(f".{name}.{os.getpid()}.partial")
+    shutil.rmtree(staging, ignore_errors=True)
+    try:
+        files = write_outputs(scored, staging)
+        events = scan_events(paths.lake_dir, start=as_of - config.lookback, end=as_of)
+        histories = batch_histories(
+            events, as_of, config.lookback, settings.max_history_events
+        ).collect()
+        store.publish(run, _publish_chunks(scored, histories, 50_000))
+        summary = run_summary(scored, run, run_dir, files, settings)
+        (staging / "summary.json").write_bytes(orjson.dumps(summary.to_dict()))
+        shutil.rmtree(run_dir, ignore_errors=True)
+        staging.replace(run_dir)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    point_latest(paths.scoring_dir, summary)
+    return summary

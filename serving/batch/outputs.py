@@ -1,0 +1,129 @@
+"""What a scoring run leaves behind: the scores file, the audiences (checked against consent
+first), the run summary and the ``latest.json`` pointer. Files are written inside the run's
+private staging folder; ``serving.batch.job`` moves the folder into place when the run is done.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import asdict, dataclass, field
+from datetime import datetime
+from pathlib import Path
+
+import orjson
+import polars as pl
+
+from serving.policy.routing import ADS, EMAIL, ROUTES
+from serving.settings import ServingSettings
+from serving.store.base import RunInfo
+
+SCORE_COLUMNS = (
+    "visitor_id",
+    "score",
+    "decile",
+    "route",
+    "reason",
+    "expected_value",
+    "model_version",
+    "as_of",
+    "scored_at",
+)
+AUDIENCE_COLUMNS = ("visitor_id", "score", "decile", "expected_value")
+
+
+class ConsentViolation(RuntimeError):
+    """An audience would contact a visitor without consent; nothing was written."""
+
+
+@dataclass(frozen=True)
+class ScoringSummary:
+    run_id: str
+    run_dir: str
+    as_of: datetime
+    scored_at: datetime
+    model_version: str
+    visitors: int
+    routes: dict[str, int]
+    #: decile -> route -> visitors
+    deciles: dict[int, dict[str, int]]
+    files: dict[str, str]
+    skipped: bool = False
+    ads_spend: float = 0.0
+    extra: dict[str, object] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, object]:
+        plain: dict[str, object] = orjson.loads(
+            orjson.dumps(asdict(self), option=orjson.OPT_NON_STR_KEYS)
+        )
+        return plain
+
+    @classmethod
+    def from_json(cls, data: bytes) -> ScoringSummary:
+        raw = orjson.loads(data)
+        raw["as_of"] = datetime.fromisoformat(raw["as_of"])
+        raw["scored_at"] = datetime.fromisoformat(raw["scored_at"])
+        raw["deciles"] = {int(k): v for k, v in raw["deciles"].items()}
+        return cls(**raw)
+
+
+def check_consent(scores: pl.DataFrame) -> None:
+    """Refuse audiences that would email a non-subscriber or show ads without consent."""
+    bad_email = scores.filter(
+        (pl.col("route") == ROUTES[EMAIL]) & (pl.col("email_status") != "subscribed")
+    ).height
+    bad_ads = scores.filter(
+        (pl.col("route") == ROUTES[ADS]) & (pl.col("ads_consent") != "granted")
+    ).height
+    if bad_email or bad_ads:
+        raise ConsentViolation(
+            f"refusing to write audiences: {bad_email} emails to visitors not subscribed, "
+            f"{bad_ads} ads to visitors without consent"
+        )
+
+
+def write_outputs(scored: pl.DataFrame, folder: Path) -> dict[str, str]:
+    check_consent(scored)
+    folder.mkdir(parents=True)
+    files = {
+        "scores": folder / "scores.parquet",
+        "email_audience": folder / "email_audience.csv",
+        "ads_audience": folder / "ads_audience.csv",
+    }
+    scored.select(SCORE_COLUMNS).write_parquet(files["scores"])
+    for name, route in (("email_audience", EMAIL), ("ads_audience", ADS)):
+        audience = scored.filter(pl.col("route") == ROUTES[route]).sort("score", descending=True)
+        audience.select(AUDIENCE_COLUMNS).write_csv(files[name])
+    return {k: str(v) for k, v in files.items()}
+
+
+def run_summary(
+    scored: pl.DataFrame,
+    run: RunInfo,
+    run_dir: Path,
+    files: dict[str, str],
+    settings: ServingSettings,
+) -> ScoringSummary:
+    routes = dict(scored.group_by("route").len().sort("route").iter_rows())
+    deciles: dict[int, dict[str, int]] = {}
+    for decile, route, count in (
+        scored.group_by("decile", "route").len().sort("decile", "route").iter_rows()
+    ):
+        deciles.setdefault(int(decile), {})[str(route)] = int(count)
+    return ScoringSummary(
+        run_id=run.run_id,
+        run_dir=str(run_dir),
+        as_of=run.as_of,
+        scored_at=run.scored_at,
+        model_version=run.model_version,
+        visitors=scored.height,
+        routes={str(k): int(v) for k, v in routes.items()},
+        deciles=deciles,
+        files={k: str(run_dir / Path(v).name) for k, v in files.items()},
+        ads_spend=routes.get(ROUTES[ADS], 0) * settings.routing.ads.cost_per_contact,
+    )
+
+
+def point_latest(scoring_dir: Path, summary: ScoringSummary) -> None:
+    tmp = scoring_dir / f".latest.{os.getpid()}.tmp"
+    tmp.write_bytes(orjson.dumps(summary.to_dict(), option=orjson.OPT_INDENT_2))
+    tmp.replace(scoring_dir / "latest.json")

@@ -1,0 +1,1 @@
+"""Campaign measurement: contacted visitors against their holdout, on what they did next."""

@@ -1,0 +1,1 @@
+"""The registered model as serving runs it: loaded from the registry, scored, routed."""

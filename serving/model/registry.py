@@ -1,0 +1,177 @@
+"""Load the champion (or any registered version) through the MLflow registry.
+
+Edge module: talks to MLflow. The artifact is downloaded once per (name, version) into the
+serving cache directory, so a restart or a reload of the same version reads local files.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import shutil
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from features.definitions import FEATURE_COLUMNS
+from serving.model.spec import COMPILE_TIMEOUT_SECONDS, SPEC_FILE, SpecModel
+from serving.settings import PredictorKind
+
+log = logging.getLogger(__name__)
+
+REGISTRY_URI = re.compile(r"^models:/(?P<name>[^/@]+)(?:@(?P<alias>[^/]+)|/(?P<version>\d+))$")
+
+
+#: MLflow error codes that mean "not registered", as opposed to "registry unreachable".
+_ABSENT = frozenset({"RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE", "NOT_FOUND"})
+
+
+class ModelUnavailable(RuntimeError):
+    """No model could be loaded; the message says why, for people."""
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    name: str
+    alias: str | None
+    version: str
+    run_id: str | None
+    model_uri: str
+    kind: str
+    predictor: str
+    feature_names: tuple[str, ...]
+    metrics: dict[str, float] = field(default_factory=dict)
+    trained_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    model: SpecModel
+    info: ModelInfo
+
+
+def _version(client: Any, name: str, alias: str | None, version: str | None) -> Any:
+    from mlflow.exceptions import MlflowException
+
+    try:
+        if alias is not None:
+            return client.get_model_version_by_alias(name, alias)
+        return client.get_model_version(name, version)
+    except MlflowException as problem:
+        wanted = f"alias @{alias}" if alias else f"version {version}"
+        said = problem.message if hasattr(problem, "message") else str(problem)
+        if problem.error_code not in _ABSENT:
+            raise ModelUnavailable(
+                f"the model registry did not answer for {name!r} {wanted}: {said}"
+            ) from problem
+        raise ModelUnavailable(
+            f"no registered model {name!r} with {wanted}: train and promote one first ({said})"
+        ) from problem
+
+
+def _run_facts(client: Any, run_id: str | None) -> tuple[dict[str, float], datetime | None]:
+    if not run_id:
+        return {}, None
+    try:
+        run = client.get_run(run_id)
+    except Exception:  # metrics are informative; a missing run must not block serving
+        log.warning("run %s of the model is not readable; serving without its metrics", run_id)
+        return {}, None
+    started = run.info.end_time or run.info.start_time
+    trained_at = datetime.fromtimestamp(started / 1000, tz=UTC) if started else None
+    return {k: float(v) for k, v in run.data.metrics.items()}, trained_at
+
+
+def _download(artifact_uri: str, target: Path, tracking_uri: str | None) -> None:
+    """Download into a private folder, then move it into place (never a half-copied model)."""
+    import mlflow
+
+    staging = target.with_name(f"{target.name}.{os.getpid()}.partial")
+    shutil.rmtree(staging, ignore_errors=True)
+    mlflow.artifacts.download_artifacts(
+        artifact_uri=artifact_uri, dst_path=str(staging), tracking_uri=tracking_uri
+    )
+    shutil.rmtree(target, ignore_errors=True)
+    try:
+        staging.replace(target)
+    except OSError:  # another process moved the same version into place first
+        shutil.rmtree(staging, ignore_errors=True)
+    log.info("downloaded %s to %s", artifact_uri, target)
+
+
+def load_registered_model(
+    model_uri: str,
+    *,
+    tracking_uri: str | None,
+    cache_dir: Path,
+    predictor: PredictorKind,
+    compile_timeout_seconds: float = COMPILE_TIMEOUT_SECONDS,
+) -> LoadedModel:
+    """Resolve ``models:/name@alias`` (or ``models:/name/version``), download, load."""
+    matched = REGISTRY_URI.match(model_uri)
+    if matched is None:
+        raise ModelUnavailable(
+            f"model URI {model_uri!r}: expected models:/NAME@ALIAS or models:/NAME/VERSION"
+        )
+    from mlflow import MlflowClient
+
+    name, alias = matched["name"], matched["alias"]
+    client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
+    version = _version(client, name, alias, matched["version"])
+    target = cache_dir / "artifacts" / f"{name}-v{version.version}"
+    if not any(target.rglob(SPEC_FILE)):
+        source = client.get_model_version_download_uri(name, version.version)
+        _download(source, target, tracking_uri)
+    try:
+        model = SpecModel.from_directory(
+            target,
+            predictor=predictor,
+            cache_dir=cache_dir / "compiled",
+            compile_timeout_seconds=compile_timeout_seconds,
+        )
+    except (FileNotFoundError, ValueError, KeyError) as problem:
+        raise ModelUnavailable(f"{name} version {version.version}: {problem}") from problem
+    unknown = [c for c in model.feature_names if c not in FEATURE_COLUMNS]
+    if unknown:
+        raise ModelUnavailable(
+            f"{name} version {version.version} needs features this code does not compute: {unknown}"
+        )
+    metrics, trained_at = _run_facts(client, version.run_id)
+    # Training tags each version with its out-of-time test metrics: the ones to show.
+    tagged = (version.tags or {}).get("test_metrics")
+    if tagged:
+        try:
+            metrics = {k: float(v) for k, v in json.loads(tagged).items()}
+        except (ValueError, TypeError, AttributeError):
+            log.warning("version %s has unreadable test_metrics tag", version.version)
+    info = ModelInfo(
+        name=name,
+        alias=alias,
+        version=str(version.version),
+        run_id=version.run_id,
+        model_uri=model_uri,
+        kind=model.kind,
+        predictor=model.predictor,
+        feature_names=model.feature_names,
+        metrics=metrics,
+        trained_at=trained_at,
+    )
+    return LoadedModel(model, info)
+
+
+def alias_version(model_uri: str, tracking_uri: str | None) -> str | None:
+    """The version an alias URI points at now; None for a version URI or when unknown."""
+    from mlflow import MlflowClient
+
+    matched = REGISTRY_URI.match(model_uri)
+    if matched is None or matched["alias"] is None:
+        return None
+    client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
+    try:
+        return str(client.get_model_version_by_alias(matched["name"], matched["alias"]).version)
+    except Exception:  # a registry hiccup is not an outage: the caller retries later
+        log.warning("could not resolve %s", model_uri, exc_info=True)
+        return None

@@ -1,0 +1,1 @@
+"""Monitoring: drift of the scored population and realised performance, with their report."""

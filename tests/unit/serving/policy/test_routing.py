@@ -1,0 +1,218 @@
+"""The routing policy: consent is never overridden, the budget holds, decisions explain
+themselves, and the per-visitor path agrees with the batch path."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from features.events.schema import ADS_CONSENTS, EMAIL_STATUSES
+from serving.policy.routing import (
+    ADS,
+    EMAIL,
+    HOLDOUT,
+    AdBudget,
+    ChannelPolicy,
+    RoutingInputs,
+    RoutingPolicy,
+    budget_spend,
+    route,
+    route_batch,
+)
+
+NAN = float("nan")
+
+
+def _inputs(rows: list[dict[str, object]]) -> RoutingInputs:
+    def column(name: str, default: object) -> list[object]:
+        return [row.get(name, default) for row in rows]
+
+    return RoutingInputs(
+        visitor_id=[str(v) for v in column("visitor_id", "v")],
+        score=np.array(column("score", 0.5), dtype=np.float64),
+        email_status=np.array(column("email_status", "subscribed"), dtype=object),
+        ads_consent=np.array(column("ads_consent", "granted"), dtype=object),
+        days_since_last_purchase=np.array(column("days", NAN), dtype=np.float64),
+        order_value=np.array(column("order_value", NAN), dtype=np.float64),
+    )
+
+
+NO_HOLDOUT = RoutingPolicy(
+    email=ChannelPolicy(cost_per_contact=0.002, incremental_lift=0.05, holdout_share=0.0),
+    ads=ChannelPolicy(cost_per_contact=0.25, incremental_lift=0.10, holdout_share=0.0),
+    ad_budget=AdBudget(),
+)
+
+
+def _one(policy: RoutingPolicy = NO_HOLDOUT, **row: object) -> tuple[str, str, float]:
+    decided = route_batch(_inputs([{"visitor_id": "v1", **row}]), policy)
+    return (
+        str(decided.route_names()[0]),
+        str(decided.reason_names()[0]),
+        float(decided.expected_value[0]),
+    )
+
+
+def test_high_score_with_both_consents_goes_to_the_best_channel() -> None:
+    # EV email = 0.9*60*0.3*0.05 - 0.002 = 0.808; ads = 0.9*60*0.3*0.1 - 0.25 = 1.37
+    assert _one(score=0.9)[:2] == ("ad_retargeting", "expected_value")
+    assert _one(score=0.9)[2] == pytest.approx(0.9 * 60 * 0.3 * 0.1 - 0.25)
+    assert _one(score=0.9, ads_consent="denied")[:2] == ("email_remarketing", "expected_value")
+
+
+def test_reasons() -> None:
+    assert _one(email_status="unsubscribed", ads_consent="unknown")[:2] == ("none", "no_consent")
+    assert _one(email_status="pending", ads_consent="denied")[1] == "no_consent"
+    assert _one(days=2.0)[:2] == ("none", "recent_purchase")
+    assert _one(days=20.0)[0] != "none"
+    assert _one(score=0.0001)[:2] == ("none", "below_threshold")
+
+
+def test_order_value_of_the_visitor_beats_the_default() -> None:
+    cheap = _one(score=0.2, ads_consent="denied", order_value=1.0)
+    default = _one(score=0.2, ads_consent="denied")
+    assert cheap[2] < default[2]
+
+
+def test_budget_goes_to_the_highest_expected_value_first() -> None:
+    policy = NO_HOLDOUT.model_copy(update={"ad_budget": AdBudget(max_audience=2)})
+    rows = [
+        {"visitor_id": f"v{i}", "score": s, "email_status": "unsubscribed"}
+        for i, s in enumerate([0.5, 0.9, 0.7, 0.95])
+    ]
+    decided = route_batch(_inputs(rows), policy)
+    assert list(decided.route_names()) == ["none", "ad_retargeting", "none", "ad_retargeting"]
+    assert decided.reason_names()[0] == "budget_exhausted"
+    assert decided.ads_ev_floor == pytest.approx(decided.expected_value[1])
+
+
+def test_budget_miss_falls_back_to_email() -> None:
+    policy = NO_HOLDOUT.model_copy(update={"ad_budget": AdBudget(max_spend=0.25)})
+    rows = [{"visitor_id": "a", "score": 0.9}, {"visitor_id": "b", "score": 0.8}]
+    decided = route_batch(_inputs(rows), policy)
+    assert list(decided.route_names()) == ["ad_retargeting", "email_remarketing"]
+
+
+def test_holdout_is_deterministic_and_near_its_share() -> None:
+    policy = NO_HOLDOUT.model_copy(
+        update={
+            "email": ChannelPolicy(cost_per_contact=0.0, incremental_lift=0.05, holdout_share=0.2)
+        }
+    )
+    rows = [
+        {"visitor_id": f"visitor-{i}", "score": 0.3, "ads_consent": "denied"} for i in range(4000)
+    ]
+    first = route_batch(_inputs(rows), policy)
+    again = route_batch(_inputs(rows), policy)
+    np.testing.assert_array_equal(first.route, again.route)
+    share = float(np.mean(first.route == HOLDOUT))
+    assert 0.17 < share < 0.23
+    assert set(first.reason_names()[first.route == HOLDOUT]) == {"holdout"}
+    resalted = route_batch(_inputs(rows), policy.model_copy(update={"campaign_salt": "other"}))
+    assert not np.array_equal(first.route, resalted.route)
+
+
+def test_single_visitor_route_is_the_batch_route_of_one_row() -> None:
+    decision = route(
+        "v1",
+        0.9,
+        email_status="subscribed",
+        ads_consent="granted",
+        days_since_last_purchase=None,
+        order_value=None,
+        policy=NO_HOLDOUT,
+    )
+    assert (decision.route, decision.reason) == _one(score=0.9)[:2]
+    floored = route(
+        "v1",
+        0.9,
+        email_status="subscribed",
+        ads_consent="granted",
+        days_since_last_purchase=None,
+        order_value=None,
+        policy=NO_HOLDOUT,
+        ads_ev_floor=100.0,
+    )
+    assert floored.route == "email_remarketing"
+
+
+visitor_rows = st.lists(
+    st.fixed_dictionaries(
+        {
+            "visitor_id": st.text(min_size=1, max_size=12),
+            "score": st.floats(0, 1),
+            "email_status": st.sampled_from(EMAIL_STATUSES),
+            "ads_consent": st.sampled_from(ADS_CONSENTS),
+            "days": st.one_of(st.just(NAN), st.floats(0, 30)),
+            "order_value": st.one_of(st.just(NAN), st.floats(0, 1000)),
+        }
+    ),
+    max_size=60,
+)
+policies = st.builds(
+    RoutingPolicy,
+    email=st.builds(
+        ChannelPolicy,
+        cost_per_contact=st.floats(0, 1),
+        incremental_lift=st.floats(0, 1),
+        holdout_share=st.floats(0, 1),
+    ),
+    ads=st.builds(
+        ChannelPolicy,
+        cost_per_contact=st.floats(0, 5),
+        incremental_lift=st.floats(0, 1),
+        holdout_share=st.floats(0, 1),
+    ),
+    ad_budget=st.builds(
+        AdBudget,
+        max_audience=st.one_of(st.none(), st.integers(0, 30)),
+        max_spend=st.one_of(st.none(), st.floats(0, 50)),
+    ),
+    min_expected_value=st.floats(-1, 1),
+)
+
+
+@settings(max_examples=150, deadline=None)
+@given(rows=visitor_rows, policy=policies)
+def test_consent_and_budget_are_never_violated(
+    rows: list[dict[str, object]], policy: RoutingPolicy
+) -> None:
+    inputs = _inputs(rows)
+    decided = route_batch(inputs, policy)
+    emailed = decided.route == EMAIL
+    advertised = decided.route == ADS
+    assert np.all(inputs.email_status[emailed] == "subscribed")
+    assert np.all(inputs.ads_consent[advertised] == "granted")
+    budget = policy.ad_budget
+    if budget.max_audience is not None:
+        assert advertised.sum() <= budget.max_audience
+    if budget.max_spend is not None:
+        assert budget_spend(decided, policy) <= budget.max_spend + 1e-9
+    contacted = emailed | advertised | (decided.route == HOLDOUT)
+    assert not np.any(contacted & (inputs.days_since_last_purchase < policy.suppression_days))
+    assert np.all(decided.expected_value[contacted] > policy.min_expected_value)
+
+
+@settings(max_examples=80, deadline=None)
+@given(rows=visitor_rows, policy=policies)
+def test_batch_of_one_equals_the_visitor_route(
+    rows: list[dict[str, object]], policy: RoutingPolicy
+) -> None:
+    unlimited = policy.model_copy(update={"ad_budget": AdBudget()})
+    decided = route_batch(_inputs(rows), unlimited)
+    for i, row in enumerate(rows):
+        days, value = float(row["days"]), float(row["order_value"])  # type: ignore[arg-type]
+        one = route(
+            str(row["visitor_id"]),
+            float(row["score"]),  # type: ignore[arg-type]
+            email_status=str(row["email_status"]),
+            ads_consent=str(row["ads_consent"]),
+            days_since_last_purchase=None if np.isnan(days) else days,
+            order_value=None if np.isnan(value) else value,
+            policy=unlimited,
+        )
+        assert one.route == decided.route_names()[i]
+        assert one.reason == decided.reason_names()[i]
+        np.testing.assert_allclose(one.expected_value, decided.expected_value[i])
