@@ -1,6 +1,6 @@
 # Two commands for a fresh machine with Python 3.11+:
 #   make demo   runs the whole job on simulated data, in ./.propensity
-#   make test   runs lint, types and the test suite
+#   make test   runs lint, types, the import contract, the docs build and the test suite
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 BIN := $(VENV)/bin
@@ -22,10 +22,12 @@ install: $(INSTALLED)
 demo: $(INSTALLED)
 	PROPENSITY_DATA_DIR=$(DEMO_DIR) ./scripts/demo.sh
 
+# lint-imports: the architecture's import contract ([tool.importlinter] in pyproject.toml).
 lint: $(INSTALLED)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
+	$(BIN)/lint-imports --no-cache
 
 # pytest exits 5 when it collected no test: that is a failure here, not a pass.
 test: lint
