@@ -90,12 +90,16 @@ def train_model(matrix: np.ndarray, trees: int, seed: int) -> tuple[dict[str, An
         lightgbm.Dataset(sample, label.astype(int), feature_name=list(FEATURE_COLUMNS)),
         trees,
     )
+    from contract.model import ModelContract
+    from features.definitions import FeatureConfig
+
+    contract = ModelContract(feature_columns=FEATURE_COLUMNS, feature_config=FeatureConfig())
     spec = {
-        "format_version": 1,
         "kind": "lightgbm",
         "feature_columns": list(FEATURE_COLUMNS),
         "calibrator": {"method": "sigmoid", "slope": 0.95, "intercept": -0.05},
         "booster_file": "booster.txt",
+        **contract.spec_fields(),
     }
     return spec, booster.model_to_string()
 
@@ -122,8 +126,9 @@ def main(argv: list[str] | None = None) -> None:
 
     from numpy.testing import assert_allclose
 
+    from contract.calibration import apply_calibrator
     from serving.model.scoring import score_and_route
-    from serving.model.spec import SpecModel, apply_calibrator
+    from serving.model.spec import SpecModel
     from serving.policy.routing import RoutingPolicy
 
     matrix, ids, email, ads = feature_matrix(args.visitors, args.seed)
@@ -134,7 +139,7 @@ def main(argv: list[str] | None = None) -> None:
     policy = RoutingPolicy()
 
     def booster() -> np.ndarray:
-        return np.asarray(model.booster.predict(matrix, raw_score=True, num_threads=CORES))
+        return np.asarray(model.scorer.booster.predict(matrix, raw_score=True, num_threads=CORES))
 
     def compiled() -> np.ndarray:
         return model.raw_score(matrix, threads=CORES)

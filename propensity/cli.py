@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import sys
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -142,6 +142,8 @@ def features(
     from propensity import jobs
 
     settings = _settings()
+    # The window the next model is trained with (SNAPSHOTS__LOOKBACK and the rest).
+    config = settings.snapshots.feature_config()
     moment = as_of if as_of.tzinfo else as_of.replace(tzinfo=UTC)
     target = out or settings.outputs_dir / "features" / f"as_of={moment:%Y%m%dT%H%M%S}.parquet"
     with err.status(f"building features as of {moment.isoformat()} on {engine}"):
@@ -151,14 +153,16 @@ def features(
                     settings.lake_dir,
                     moment,
                     target,
+                    config=config,
                     events_per_shard=settings.features.events_per_shard,
                     scratch_dir=settings.scratch_dir,
                 )
             else:
                 spark = jobs.spark_session(settings)
-                write_features(
-                    build_features(settings.lake_dir, moment, engine="spark", spark=spark), target
+                frame = build_features(
+                    settings.lake_dir, moment, engine="spark", config=config, spark=spark
                 )
+                write_features(frame, target)
         except (FileNotFoundError, ValueError) as problem:
             raise _fail(str(problem)) from None
     rows = pl.scan_parquet(target if target.is_file() else target / "*.parquet").select(pl.len())
@@ -242,6 +246,7 @@ def score(
     """Score and route every visitor with the champion; write outputs and the score store."""
     from propensity import jobs
     from serving.batch.job import score_visitors
+    from serving.model.registry import ModelUnavailable
 
     settings = _settings()
     moment = as_of.replace(tzinfo=as_of.tzinfo or UTC) if as_of else None
@@ -252,7 +257,7 @@ def score(
                 on_progress=advance,
                 spark=jobs.spark_session(settings) if engine == "spark" else None,
             )  # fmt: skip
-    except (FileNotFoundError, ValueError, LookupError) as problem:
+    except (FileNotFoundError, ValueError, LookupError, ModelUnavailable) as problem:
         raise _fail(str(problem)) from None
     if as_json:
         _emit_json(summary.to_dict())
@@ -280,16 +285,16 @@ def measure(
     ] = None,
     by: Annotated[list[str] | None, typer.Option(help="also compare within each value")] = None,
     horizon_days: Annotated[
-        float | None, typer.Option(help="outcome window of a run [default: settings]")
+        float | None,
+        typer.Option(help="outcome window of a run [default: the scoring model's label window]"),
     ] = None,
     as_json: JsonOption = False,
 ) -> None:
     """Treated vs holdout: conversion and revenue, incremental effect with intervals."""
-    from datetime import timedelta
-
     from propensity import jobs
     from serving.campaign.runs import measure_scoring_run, read_units
     from serving.campaign.statistics import measure_experiment, treatment_flag
+    from serving.model.registry import ModelUnavailable
 
     settings = _settings()
     confidence = settings.measurement.confidence
@@ -307,7 +312,11 @@ def measure(
             }  # fmt: skip
             title = f"{table.name}: treated ({treatment} not in {control or ['0']}) vs control"
         else:
-            horizon = timedelta(days=horizon_days) if horizon_days else settings.measurement.horizon
+            horizon = (
+                timedelta(days=horizon_days)
+                if horizon_days
+                else settings.measurement.horizon or _run_outcome_window(settings, run)
+            )
             result = measure_scoring_run(
                 jobs.serving_paths(settings).scoring_dir, settings.lake_dir,
                 settings.serving.routing, horizon=horizon, confidence=confidence, run_id=run,
@@ -316,12 +325,27 @@ def measure(
             title = f"scoring run {result.run_id}: contacted vs holdout"
             if not result.outcomes_complete:
                 err.print("[yellow]warning:[/] the outcome window has not fully passed yet")
-    except (FileNotFoundError, ValueError, pl.exceptions.ColumnNotFoundError) as problem:
+    except (
+        FileNotFoundError,
+        ValueError,
+        ModelUnavailable,
+        pl.exceptions.ColumnNotFoundError,
+    ) as problem:
         raise _fail(str(problem)) from None
     if as_json:
         _emit_json(payload)
     else:
         out.print(measurement_table(segments, title))
+
+
+def _run_outcome_window(settings: Settings, run: str | None) -> timedelta:
+    """The label window of the model version that scored ``run`` (default: the latest)."""
+    from propensity import jobs
+    from serving.campaign.runs import run_dir_of
+
+    folder = run_dir_of(jobs.serving_paths(settings).scoring_dir, run)
+    summary = json.loads((folder / "summary.json").read_text())
+    return jobs.outcome_window(settings, str(summary["model_version"]))
 
 
 @app.command()
@@ -384,12 +408,13 @@ def monitor(
     """Drift of the latest scoring population against the training reference, realised
     performance of the latest run with outcomes; HTML report, MLflow run, Prometheus file."""
     from propensity.monitor import monitor as run_monitor
+    from serving.model.registry import ModelUnavailable
 
     settings = _settings()
     try:
         with err.status("monitoring: features of the scored population, drift, outcomes"):
             result = run_monitor(settings, run_id=run)
-    except (FileNotFoundError, ValueError, LookupError) as problem:
+    except (FileNotFoundError, ValueError, LookupError, ModelUnavailable) as problem:
         raise _fail(str(problem)) from None
     if as_json:
         _emit_json(result.to_dict())

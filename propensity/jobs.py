@@ -5,6 +5,7 @@ The one place that knows every package; each function is a few calls into them.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -12,18 +13,22 @@ from typing import TYPE_CHECKING
 
 import polars as pl
 
+from contract.model import LabelWindow, ModelContract
 from features.definitions import FEATURE_COLUMNS
 from features.ingest.contacts import read_contacts
 from features.ingest.pipeline import IngestReport
 from features.lake import scan_events
 from features.snapshots import SnapshotConfig, build_snapshots
 from propensity.settings import Settings
+from serving.model.registry import ModelUnavailable, registered_contract
 from serving.settings import ServingPaths
 from training.tracking import resolve_store
 from training.train import TrainingResult, train_from_snapshots
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
+
+log = logging.getLogger(__name__)
 
 
 def lake_span(lake_dir: Path) -> tuple[datetime, datetime]:
@@ -53,6 +58,8 @@ def snapshot_config_for_lake(settings: Settings) -> SnapshotConfig:
         end=end,
         slide=plan.slide,
         lookback=plan.lookback,
+        session_timeout=plan.session_timeout,
+        local_time_offset=plan.local_time_offset,
         horizon=plan.horizon,
     )
 
@@ -87,6 +94,8 @@ def train(
         data_dir=settings.data_dir,
         horizon=config.prediction_gap + config.horizon,
         snapshot_config=config.model_dump(mode="json"),
+        feature_config=config.feature_config,
+        label=LabelWindow(horizon=config.horizon, prediction_gap=config.prediction_gap),
         events=scan_events(settings.lake_dir),
         contacts=read_contacts(settings.lake_dir),
         reference=_reference(truth, config, settings.lake_dir) if truth else None,
@@ -165,6 +174,29 @@ def ingest(
 
 def serving_paths(settings: Settings) -> ServingPaths:
     return ServingPaths.under(settings.data_dir, resolve_store(settings.data_dir).tracking_uri)
+
+
+def model_contract(settings: Settings, version: str) -> ModelContract:
+    """The contract of a registered version of the served model (the one that scored a run,
+    say): its feature configuration and label window."""
+    paths = serving_paths(settings)
+    return registered_contract(
+        settings.serving.model_uri,
+        version,
+        tracking_uri=paths.tracking_uri,
+        cache_dir=paths.model_cache_dir,
+    )
+
+
+def outcome_window(settings: Settings, version: str) -> timedelta:
+    """How long after a run's ``as_of`` its outcomes count: the label window of the model
+    version that scored it (a model that records none: the snapshot settings' horizon)."""
+    try:
+        label = model_contract(settings, version).label
+    except ModelUnavailable as problem:
+        log.warning("%s: counting outcomes over %s", problem, settings.snapshots.horizon)
+        label = None
+    return settings.snapshots.horizon if label is None else label.reach
 
 
 def spark_session(settings: Settings) -> SparkSession:

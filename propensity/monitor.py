@@ -4,14 +4,18 @@ and the realised performance of the latest run whose outcomes have arrived.
 Wiring only: the reference is the sample of test features and scores that training logged
 with the model's run (``training.tracking.REFERENCE_ARTIFACT``); the current population is
 the scoring run's scores joined with the features as of the run's ``as_of``, recomputed from
-the lake with the one feature definition. The arithmetic is ``serving.monitoring.drift``; the page
+the lake with the one feature definition and the scoring model's feature configuration (its
+contract), as the run computed them. Realised performance counts outcomes over the label
+window of the model that scored that run. The arithmetic is ``serving.monitoring.drift``; the page
 and the gauges are ``serving.monitoring.report``.
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -24,6 +28,7 @@ import polars as pl
 from features.batch import build_features, collect
 from features.definitions import FeatureConfig
 from features.lake import scan_events
+from propensity import jobs
 from propensity.jobs import serving_paths
 from propensity.settings import Settings
 from serving.campaign.runs import observed_outcomes, run_dir_of
@@ -100,40 +105,56 @@ def load_reference(settings: Settings, version: str) -> pl.DataFrame:
         ) from problem
 
 
-def current_population(settings: Settings, scores: pl.DataFrame, as_of: datetime) -> pl.DataFrame:
-    """A bounded sample of the run's visitors: features as of the run, and their score."""
+def current_population(
+    settings: Settings, scores: pl.DataFrame, as_of: datetime, config: FeatureConfig
+) -> pl.DataFrame:
+    """A bounded sample of the run's visitors: features as of the run, computed with the
+    scoring model's ``config`` (what it saw), and their score."""
     picked = sample(
         scores.select("visitor_id", SCORE),
         settings.monitoring.sample_rows,
         settings.monitoring.seed,
     )
     # Features depend on each visitor's own events only: compute them for the sample alone.
-    window = scan_events(settings.lake_dir, start=as_of - FeatureConfig().lookback, end=as_of)
+    window = scan_events(settings.lake_dir, start=as_of - config.lookback, end=as_of)
     ids = picked.get_column("visitor_id").implode()
     events = window.filter(pl.col("visitor_id").is_in(ids))
-    features = collect(build_features(events, as_of))
+    features = collect(build_features(events, as_of, config=config))
     return picked.join(features, on="visitor_id", how="left")
 
 
-def labelled_run(settings: Settings, horizon: timedelta) -> tuple[str, pl.DataFrame] | None:
-    """The latest scoring run whose outcome window has fully passed in the lake, with its
-    scores and ``converted`` (0/1) per visitor."""
+def scored_population(settings: Settings, scores: pl.DataFrame) -> pl.DataFrame:
+    """``current_population`` of a run (``scores``: its scores file), with the feature
+    configuration of the model version that scored it."""
+    as_of: datetime = scores.get_column("as_of")[0]
+    version = str(scores.get_column("model_version")[0])
+    config = jobs.model_contract(settings, version).serving_config()
+    return current_population(settings, scores, as_of, config)
+
+
+def labelled_run(
+    settings: Settings, window_of: Callable[[str], timedelta]
+) -> tuple[str, pl.DataFrame, timedelta] | None:
+    """The latest scoring run whose outcome window (``window_of`` its model version) has
+    fully passed in the lake, with its scores and ``converted`` (0/1) per visitor, and that
+    window."""
     latest = scan_events(settings.lake_dir).select(pl.col("event_time").max()).collect().item()
     scoring_dir = serving_paths(settings).scoring_dir
     runs = []
     for summary in scoring_dir.glob("*/summary.json"):
-        as_of = datetime.fromisoformat(orjson.loads(summary.read_bytes())["as_of"])
+        run = orjson.loads(summary.read_bytes())
+        as_of, horizon = datetime.fromisoformat(run["as_of"]), window_of(run["model_version"])
         if latest is not None and as_of + horizon <= latest:
-            runs.append((as_of, summary.parent))
+            runs.append((as_of, summary.parent, horizon))
     if not runs:
         return None
-    as_of, folder = max(runs)
+    as_of, folder, horizon = max(runs)
     scores = pl.read_parquet(folder / "scores.parquet", columns=["visitor_id", SCORE])
     outcomes = observed_outcomes(settings.lake_dir, as_of, horizon).select(
         "visitor_id", "converted"
     )
     joined = scores.join(outcomes, on="visitor_id", how="left")
-    return folder.name, joined.with_columns(pl.col("converted").fill_null(0))
+    return folder.name, joined.with_columns(pl.col("converted").fill_null(0)), horizon
 
 
 def monitor(settings: Settings, *, run_id: str | None = None) -> MonitorResult:
@@ -146,14 +167,13 @@ def monitor(settings: Settings, *, run_id: str | None = None) -> MonitorResult:
     as_of: datetime = scores.get_column("as_of")[0]
     version = str(scores.get_column("model_version")[0])
     reference = sample(load_reference(settings, version), config.sample_rows, config.seed)
-    current = current_population(settings, scores, as_of)
+    current = scored_population(settings, scores)
     columns = [c for c in reference.columns if c not in ("as_of", SCORE)] + [SCORE]
     drift = drift_table(reference, current, columns, config)
-    horizon = settings.snapshots.horizon
-    labelled = labelled_run(settings, horizon)
-    realised = None
+    labelled = labelled_run(settings, functools.cache(lambda v: jobs.outcome_window(settings, v)))
+    realised, horizon = None, jobs.outcome_window(settings, version)
     if labelled is not None:
-        name, outcomes = labelled
+        name, outcomes, horizon = labelled
         realised = realised_performance(
             name, outcomes["converted"], outcomes[SCORE], config.calibration_bins
         )

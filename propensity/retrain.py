@@ -173,7 +173,7 @@ def _snapshots(settings: Settings) -> tuple[tuple[SnapshotConfig, pl.DataFrame],
     """The training snapshots and their fingerprint (as the training run logs it)."""
     prepared = jobs.training_snapshots(settings)
     columns = ["visitor_id", "as_of", "label", *FEATURE_COLUMNS]
-    return prepared, data_hash(prepared[1], columns)
+    return prepared, data_hash(prepared[1], columns, prepared[0].feature_config)
 
 
 def _champion(settings: Settings) -> str | None:

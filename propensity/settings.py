@@ -13,6 +13,7 @@ from pathlib import Path
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from features.definitions import FeatureConfig
 from features.sharding import DEFAULT_EVENTS_PER_SHARD
 from serving.campaign.statistics import MeasurementSettings
 from serving.monitoring.drift import MonitoringSettings
@@ -51,13 +52,34 @@ class SparkSettings(BaseModel):
 
 
 class SnapshotSettings(BaseModel):
-    """How ``propensity train`` cuts the lake into labelled snapshots."""
+    """How ``propensity train`` cuts the lake into labelled snapshots. ``lookback``,
+    ``session_timeout``, ``local_time_offset`` and ``horizon`` become part of the trained
+    model (its contract): serving follows the model, so changing them takes a retrain."""
 
     # At least the horizon: validation labels must not reach into the test period.
     slide: timedelta = Field(timedelta(days=14), description="time between snapshots")
-    lookback: timedelta = Field(timedelta(days=30), description="feature window before T")
-    horizon: timedelta = Field(timedelta(days=14), description="label window after T")
+    lookback: timedelta = Field(
+        timedelta(days=30), gt=timedelta(0), description="feature window before T (model)"
+    )
+    session_timeout: timedelta = Field(
+        timedelta(minutes=30),
+        gt=timedelta(0),
+        description="inactivity that ends a session (model)",
+    )
+    local_time_offset: timedelta = Field(
+        timedelta(0),
+        description="shop's local time minus UTC, for hour, weekday and day features (model)",
+    )
+    horizon: timedelta = Field(timedelta(days=14), description="label window after T (model)")
     max_snapshots: int = Field(8, ge=3, description="latest snapshots used (test, val, train)")
+
+    def feature_config(self) -> FeatureConfig:
+        """The feature configuration the next model will be trained with."""
+        return FeatureConfig(
+            lookback=self.lookback,
+            session_timeout=self.session_timeout,
+            local_time_offset=self.local_time_offset,
+        )
 
 
 class RetrainSettings(BaseModel):

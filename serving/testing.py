@@ -1,21 +1,22 @@
 """A simulated lake and a tiny model's scoring spec for serving's tests and benchmarks.
 
 Imported only by tests and benchmarks. ``tiny_spec`` follows the layout training logs
-(``scoring.json`` format 1 plus ``booster.txt``; see ``training/scoring.py``); the tests and
-the benchmark log it with training's own ``log_scoring_model``, so serving's loader reads
-exactly what production writes (serving itself never imports ``training``).
+(``scoring.json`` with its model contract, plus ``booster.txt``; see ``contract.scoring``);
+the tests and the benchmark log it with training's own ``log_scoring_model``, so serving's
+loader reads exactly what production writes (serving itself never imports ``training``).
 """
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import polars as pl
 
-from features.definitions import FEATURE_COLUMNS
+from contract.model import LabelWindow, ModelContract
+from features.definitions import FEATURE_COLUMNS, FeatureConfig
 from features.ingest.contacts import write_contacts
 from features.ingest.lake_writer import write_partitions
 from features.simulation import SimulationConfig, simulate
@@ -64,8 +65,11 @@ def tiny_training_data(rows: int = 4000, seed: int = 0) -> tuple[np.ndarray, np.
     return features, label
 
 
-def tiny_spec(trees: int = 30, seed: int = 0) -> tuple[dict[str, Any], str]:
-    """(scoring spec, booster text) of a small LightGBM with a sigmoid calibrator."""
+def tiny_spec(
+    trees: int = 30, seed: int = 0, feature_config: FeatureConfig | None = None
+) -> tuple[dict[str, Any], str]:
+    """(scoring spec, booster text) of a small LightGBM with a sigmoid calibrator, whose
+    contract says its inputs are computed with ``feature_config`` (default: the defaults)."""
     import lightgbm
 
     features, label = tiny_training_data(seed=seed)
@@ -81,12 +85,17 @@ def tiny_spec(trees: int = 30, seed: int = 0) -> tuple[dict[str, Any], str]:
     booster = lightgbm.train(
         params, lightgbm.Dataset(features, label, feature_name=list(TINY_FEATURES)), trees
     )
+    contract = ModelContract(
+        feature_columns=TINY_FEATURES,
+        feature_config=feature_config or FeatureConfig(),
+        label=LabelWindow(horizon=timedelta(days=14)),
+    )
     spec = {
-        "format_version": 1,
         "kind": "lightgbm",
         "feature_columns": list(TINY_FEATURES),
         "calibrator": {"method": "sigmoid", "slope": 0.9, "intercept": -0.1},
         "booster_file": "booster.txt",
+        **contract.spec_fields(),
     }
     assert set(TINY_FEATURES) <= set(FEATURE_COLUMNS)
     return spec, booster.model_to_string()

@@ -16,7 +16,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import FunctionTransformer, StandardScaler
 
-from training.scoring import FORMAT_VERSION
+from contract.scoring import FORMAT_VERSION
 
 #: Recency used for visitors with nothing to measure (null), in days: "never".
 NEVER_DAYS = 10_000.0
@@ -54,7 +54,7 @@ def fit_logistic(features: npt.NDArray[np.float64], label: npt.ArrayLike, seed: 
 
 
 def logistic_spec(pipeline: Pipeline, feature_columns: Sequence[str]) -> dict[str, Any]:
-    """The fitted pipeline as the plain ``logistic`` scoring spec of ``training.scoring``."""
+    """The fitted pipeline as the plain ``logistic`` scoring spec of ``contract.scoring``."""
     imputer: SimpleImputer = pipeline.named_steps["impute"]
     scaler: StandardScaler = pipeline.named_steps["scale"]
     model: LogisticRegression = pipeline.named_steps["model"]

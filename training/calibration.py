@@ -63,7 +63,7 @@ def fit_calibrator(
     method: CalibrationMethod = "sigmoid",
     tail_share: float = 0.05,
 ) -> dict[str, Any]:
-    """A calibrator spec (see ``training.scoring``) fitted on validation scores and labels."""
+    """A calibrator spec (see ``contract.calibration``) fitted on validation scores and labels."""
     if method == "sigmoid":
         return fit_sigmoid(raw, label)
     if method == "isotonic":

@@ -16,12 +16,13 @@ import numpy as np
 import numpy.typing as npt
 import polars as pl
 
+from contract.calibration import apply_calibrator
+from contract.scoring import FORMAT_VERSION, Scorer
 from training.baselines import fit_logistic, logistic_spec, recency_frequency_score
 from training.bgnbd import fit_bgnbd, rfm_summary, score_visitors
 from training.boosting import fit_booster, gain_importance
 from training.calibration import fit_calibrator
 from training.data import FloatArray, Split, TimeSplit, utc_datetime
-from training.scoring import FORMAT_VERSION, Scorer, apply_calibrator
 from training.settings import TrainingSettings
 from training.tuning import tune_lightgbm
 

@@ -23,6 +23,8 @@ import numpy.typing as npt
 import pandas as pd
 import polars as pl
 
+from features.definitions import FeatureConfig
+
 FloatMatrix = npt.NDArray[np.float64]
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
@@ -187,11 +189,18 @@ def split_by_time(
 HASH_SIGNIFICANT_DIGITS = 10
 
 
-def data_hash(snapshots: pl.DataFrame | pd.DataFrame, columns: Sequence[str]) -> str:
-    """SHA-256 of the named columns, row order included: the training data's fingerprint
-    (row hashes come from Polars, so compare hashes made with the same Polars version).
-    Floats count to 10 significant digits: parallel sums differ in the last bits between
-    runs on the same events, and the fingerprint must not."""
+def data_hash(
+    snapshots: pl.DataFrame | pd.DataFrame,
+    columns: Sequence[str],
+    feature_config: FeatureConfig | None = None,
+) -> str:
+    """SHA-256 of the named columns, row order included, and of the feature configuration
+    the features were computed with: the training data's fingerprint. The same values
+    computed with another window (a session timeout that changed no value, say) are another
+    training set, and a model trained on them scores with that window. Row hashes come from
+    Polars, so compare hashes made with the same Polars version. Floats count to 10
+    significant digits: parallel sums differ in the last bits between runs on the same
+    events, and the fingerprint must not."""
     frame = as_polars(snapshots).select(columns)
     frame = frame.with_columns(
         pl.col(c).round_sig_figs(HASH_SIGNIFICANT_DIGITS)
@@ -200,6 +209,8 @@ def data_hash(snapshots: pl.DataFrame | pd.DataFrame, columns: Sequence[str]) ->
     )
     digest = hashlib.sha256()
     digest.update(",".join(f"{c}:{frame.schema[c]}" for c in columns).encode())
+    if feature_config is not None:
+        digest.update(feature_config.model_dump_json().encode())
     digest.update(frame.hash_rows(seed=0).to_numpy().tobytes())
     return digest.hexdigest()
 

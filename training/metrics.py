@@ -1,7 +1,8 @@
 """Metrics of calibrated probabilities against 0/1 labels: values in, values out.
 
-Ranking and probability metrics come from scikit-learn; ECE and lift/capture at the top k%
-are defined here because scikit-learn has none.
+Ranking and probability metrics come from scikit-learn; lift/capture at the top k% are
+defined here because scikit-learn has none, and ECE in ``contract.metrics``, where monitoring
+reads it too.
 """
 
 from __future__ import annotations
@@ -10,25 +11,11 @@ import numpy as np
 import numpy.typing as npt
 from sklearn.metrics import average_precision_score, brier_score_loss, log_loss, roc_auc_score
 
+from contract.metrics import expected_calibration_error
+
 #: Shares of the highest-scored visitors reported for lift and capture.
 TOP_SHARES: tuple[float, ...] = (0.05, 0.10, 0.20)
 _EPS = 1e-15
-
-
-def expected_calibration_error(
-    label: npt.ArrayLike, probability: npt.ArrayLike, n_bins: int = 10
-) -> float:
-    """Mean |observed rate - mean probability| over equal-count bins, weighted by bin size.
-
-    Equal-count (quantile) bins, because propensities are skewed: equal-width bins would put
-    almost every visitor in the first bin and hide miscalibration where the mass is.
-    """
-    y = np.asarray(label, dtype=np.float64)
-    p = np.asarray(probability, dtype=np.float64)
-    order = np.argsort(p, kind="stable")
-    bins = np.array_split(order, min(n_bins, len(p)))
-    gaps = [abs(y[b].mean() - p[b].mean()) * len(b) for b in bins if len(b)]
-    return float(np.sum(gaps) / len(p))
 
 
 def top_share_mask(probability: npt.ArrayLike, share: float) -> npt.NDArray[np.bool_]:

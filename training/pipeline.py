@@ -16,6 +16,7 @@ from typing import Any
 import pandas as pd
 import polars as pl
 
+from features.definitions import FeatureConfig
 from training.candidates import Candidate, fit_candidates
 from training.data import TimeSplit, as_polars, data_hash, split_by_time
 from training.evaluation import metrics_table, reference_metrics, segment_masks, select_candidate
@@ -57,6 +58,7 @@ def fit_and_evaluate(
     contacts: pl.DataFrame | None = None,
     reference: pl.DataFrame | None = None,
     snapshot_config: Mapping[str, Any] | None = None,
+    feature_config: FeatureConfig | None = None,
     label_col: str = "label",
     time_col: str = "as_of",
 ) -> Outcome:
@@ -67,7 +69,8 @@ def fit_and_evaluate(
     inferred, rate and intent known, ``features.simulation.as_of``) adds the same against it
     as ``as_of_roc_auc``, ``as_of_log_loss``, ``fraction_of_as_of_auc``, and an optional
     ``p_ideal`` column (the ideal observer of the events, ``features.simulation.ideal``) as
-    ``ideal_roc_auc``, ``ideal_log_loss``, ``fraction_of_ideal_auc``."""
+    ``ideal_roc_auc``, ``ideal_log_loss``, ``fraction_of_ideal_auc``. ``feature_config``
+    (how the features were computed; None for a ready table) is part of the fingerprint."""
     # One row order whatever order the snapshots were collected in (a streaming collect does
     # not keep it): LightGBM's binning and bagging, and the data hash, depend on it.
     frame = as_polars(snapshots).sort(time_col, "visitor_id", maintain_order=True)
@@ -86,7 +89,9 @@ def fit_and_evaluate(
     chosen = select_candidate(candidates, table)
     lineage = {
         **split.lineage(),
-        "data_hash": data_hash(frame, ["visitor_id", time_col, label_col, *feature_columns]),
+        "data_hash": data_hash(
+            frame, ["visitor_id", time_col, label_col, *feature_columns], feature_config
+        ),
         "feature_columns": list(feature_columns),
         "snapshot_config": dict(snapshot_config or {}),
         "horizon": None if horizon is None else str(horizon),

@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 from mlflow.pyfunc import PythonModel, PythonModelContext
 
-from training.scoring import Scorer
+from contract.scoring import Scorer
 
 SPEC_ARTIFACT = "scoring_spec"
 BOOSTER_ARTIFACT = "booster"

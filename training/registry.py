@@ -8,6 +8,7 @@ so ``promote`` compares the two on the same test. Every promotion decision leave
 from __future__ import annotations
 
 import json
+import logging
 import tempfile
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
@@ -21,9 +22,12 @@ import numpy.typing as npt
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
+from contract.model import ContractError, ModelContract
+from contract.scoring import BOOSTER_FILE, SPEC_FILE, Scorer
+from features.definitions import FeatureConfig
 from training.metrics import evaluate_probabilities
-from training.scoring import BOOSTER_FILE, SPEC_FILE, Scorer
 
+log = logging.getLogger(__name__)
 CHAMPION = "champion"
 CHALLENGER = "challenger"
 #: Version tags written at training time (metrics of this version and of the champion then).
@@ -82,19 +86,34 @@ def load_scorer(model_uri: str) -> Scorer:
         return Scorer.from_parts(spec, booster.read_text() if booster.exists() else None)
 
 
+def _same_features(scorer: Scorer, feature_config: FeatureConfig | None) -> bool:
+    """The champion's inputs mean what the test set's columns mean: computed with the same
+    feature configuration (a champion without one cannot be compared)."""
+    try:
+        contract = ModelContract.from_spec(scorer.spec)
+    except ContractError:
+        return False
+    return contract.feature_config == feature_config
+
+
 def champion_on_test(
     client: MlflowClient,
     name: str,
     features: Mapping[str, npt.NDArray[np.float64]],
     label: npt.ArrayLike,
+    feature_config: FeatureConfig | None = None,
 ) -> tuple[str, dict[str, float]] | None:
-    """(version, test metrics) of the current champion on this test set; None without a
-    champion or when the test set lacks the champion's features."""
+    """(version, test metrics) of the current champion on this test set (its features
+    computed with ``feature_config``); None without a champion, when the test set lacks the
+    champion's features, or when the champion reads features computed another way."""
     version = alias_version(client, name, CHAMPION)
     if version is None:
         return None
     scorer = load_scorer(f"models:/{name}/{version}")
     if not set(scorer.feature_columns) <= set(features):
+        return None
+    if not _same_features(scorer, feature_config):
+        log.info("champion v%s was trained with another feature configuration", version)
         return None
     matrix = np.column_stack([features[c] for c in scorer.feature_columns])
     return version, evaluate_probabilities(label, scorer.probability(matrix))
@@ -152,8 +171,9 @@ def promote(
     if champion is not None and champion_metrics is None and not force:
         decision = Decision(
             False,
-            f"champion v{champion} was not scored on the challenger's "
-            "test set (it changed, or lacks features): retrain, or --force",
+            f"champion v{champion} was not scored on the challenger's test set (it changed, "
+            "lacks features, or reads features computed with another window): retrain, or "
+            "--force",
         )
     else:
         decision = promotion_decision(

@@ -22,10 +22,11 @@ import pandas as pd
 from mlflow.models import infer_signature
 from mlflow.tracking import MlflowClient
 
+import contract.calibration
+import contract.scoring
 import training.pyfunc
-import training.scoring
+from contract.scoring import BOOSTER_FILE, SPEC_FILE, Scorer
 from training.pyfunc import BOOSTER_ARTIFACT, SPEC_ARTIFACT, PropensityModel
-from training.scoring import BOOSTER_FILE, SPEC_FILE, Scorer
 
 MODEL_NAME = "propensity"
 EXPERIMENT = "propensity"
@@ -69,7 +70,7 @@ def experiment_id(client: MlflowClient, store: Store, name: str = EXPERIMENT) ->
 @contextmanager
 def pickled_by_value() -> Iterator[None]:
     """Pickle the pyfunc and scoring code into the model, so loading needs no project code."""
-    modules = (training.scoring, training.pyfunc)
+    modules = (contract.calibration, contract.scoring, training.pyfunc)
     for module in modules:
         cloudpickle.register_pickle_by_value(module)
     try:

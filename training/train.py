@@ -16,6 +16,9 @@ import pandas as pd
 import polars as pl
 from mlflow.tracking import MlflowClient
 
+from contract.model import LabelWindow, ModelContract, feature_params
+from contract.scoring import Scorer
+from features.definitions import FeatureConfig
 from training.pipeline import Outcome, fit_and_evaluate, read_table, table_to_snapshots
 from training.plots import (
     contribution_plot,
@@ -27,7 +30,6 @@ from training.plots import (
 )
 from training.registry import PromotionResult, champion_on_test, mark_challenger, promote
 from training.report import render_report, write_report
-from training.scoring import Scorer
 from training.settings import TrainingSettings
 from training.tracking import (
     MODEL_NAME,
@@ -107,6 +109,8 @@ def train_from_snapshots(
     data_dir: Path,
     horizon: timedelta | None = None,
     snapshot_config: Mapping[str, Any] | None = None,
+    feature_config: FeatureConfig | None = None,
+    label: LabelWindow | None = None,
     events: pl.DataFrame | pl.LazyFrame | None = None,
     contacts: pl.DataFrame | None = None,
     reference: pl.DataFrame | None = None,
@@ -116,23 +120,32 @@ def train_from_snapshots(
 ) -> TrainingResult:
     """Train every candidate on a snapshot stack (see ``training.data``), write the report
     under ``<data_dir>/reports/<run_id>/``, log the run to MLflow and register the chosen
-    model as ``challenger`` of ``model_name``. Arguments as in ``fit_and_evaluate``."""
+    model as ``challenger`` of ``model_name``. Arguments as in ``fit_and_evaluate``;
+    ``feature_config`` and ``label`` (default: ``horizon``) are the model contract logged with
+    it (``contract.model``): serving computes the model's inputs with that configuration."""
     outcome = fit_and_evaluate(
         snapshots, feature_columns, settings, horizon=horizon, events=events,
         contacts=contacts, reference=reference, snapshot_config=snapshot_config,
-        label_col=label_col, time_col=time_col,
+        feature_config=feature_config, label_col=label_col, time_col=time_col,
     )  # fmt: skip
+    if label is None and horizon is not None:
+        label = LabelWindow(horizon=horizon)
+    contract = ModelContract(
+        feature_columns=tuple(feature_columns), feature_config=feature_config, label=label
+    )
     store = resolve_store(data_dir)
     client = client_for(store)
     with mlflow.start_run(experiment_id=experiment_id(client, store)) as run:
         report = _write_report(outcome, data_dir / "reports" / run.info.run_id)
         _log_run(outcome, settings, report.parent)
+        mlflow.log_params(feature_params(feature_config, label))
         _log_reference(outcome, settings.reference_rows, settings.seed)
-        spec, booster = outcome.chosen.scoring_spec(), outcome.chosen.booster_text
+        spec = {**outcome.chosen.scoring_spec(), **contract.spec_fields()}
+        booster = outcome.chosen.booster_text
         info = log_scoring_model(spec, booster, outcome.input_example, model_name)
     version = info.registered_model_version
     if version is not None:
-        _mark_challenger(client, model_name, str(version), outcome)
+        _mark_challenger(client, model_name, str(version), outcome, feature_config)
     return TrainingResult(
         outcome.table, outcome.chosen.name, report, run.info.run_id, info.model_uri,
         None if version is None else str(version), outcome.lineage,
@@ -150,11 +163,17 @@ def _write_report(outcome: Outcome, report_dir: Path) -> Path:
     return write_report(html, report_dir)
 
 
-def _mark_challenger(client: MlflowClient, name: str, version: str, outcome: Outcome) -> None:
+def _mark_challenger(
+    client: MlflowClient,
+    name: str,
+    version: str,
+    outcome: Outcome,
+    feature_config: FeatureConfig | None,
+) -> None:
     """Tag the new version with its test metrics and the champion's on the same test set."""
     test = outcome.split.test
     columns = {c: test.features[:, i] for i, c in enumerate(outcome.split.feature_columns)}
-    champion = champion_on_test(client, name, columns, test.label)
+    champion = champion_on_test(client, name, columns, test.label, feature_config)
     mark_challenger(client, name, version, outcome.table[outcome.chosen.name]["test"], champion)
 
 

@@ -47,6 +47,12 @@ class ServingMetrics:
             "re-scored records not stored because newer events arrived meanwhile",
             registry=self.registry,
         )
+        self.history_incomplete = Counter(
+            "propensity_history_incomplete",
+            "real-time re-scores from a stored history that may lack events the model reads "
+            "(the live run kept a shorter window than the model's, or the count limit cut it)",
+            registry=self.registry,
+        )
         self.event_batches = Histogram(
             "propensity_event_batch_size",
             "POST /v1/events requests re-scored together in one batch",

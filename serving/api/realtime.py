@@ -1,5 +1,6 @@
 """Real-time scoring of one visitor: features from events through the online path (or given
-by name), then the same ``score_and_route`` the batch job runs, on one row.
+by name), then the same ``score_and_route`` the batch job runs, on one row. Features are
+computed with the loaded model's feature configuration, as the batch job computes them.
 
 The budget of a run cannot be re-decided for one visitor, so ads are admitted at or above
 the EV floor at which the last batch run's budget ran out (no floor: not binding). Deciles
@@ -52,6 +53,9 @@ class Visitor:
     as_of: datetime
     scored_at: datetime
     contact: Contact
+    #: Scored from a stored history: whether it held every event of the model's window
+    #: (None: the caller gave the events or the features).
+    history_complete: bool | None = None
 
 
 class RealTimeScorer:
@@ -61,9 +65,10 @@ class RealTimeScorer:
         self.loaded = loaded
         self.settings = settings
         self.columns = model_columns(loaded.model)
-        # Only what the model and routing read: the rest would not change the answer.
+        # The model's own feature configuration, and only what the model and routing read:
+        # the rest would not change the answer.
         self.evaluator = OnlineFeatureEvaluator(
-            only={*loaded.model.feature_names, *ROUTING_FEATURES}
+            loaded.feature_config, only={*loaded.model.feature_names, *ROUTING_FEATURES}
         )
         self._position = {name: i for i, name in enumerate(FEATURE_COLUMNS)}
 
@@ -148,6 +153,7 @@ class RealTimeScorer:
                 email_status=visitor.contact.email_status,
                 ads_consent=visitor.contact.ads_consent,
                 top_features=top,
+                history_complete=visitor.history_complete,
             )
             for visitor, score, decile, route, reason, value, top in zip(
                 visitors,

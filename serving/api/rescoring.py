@@ -9,6 +9,10 @@ events and ``as_of``. A visitor posted to twice in one batch gets two answers, e
 the state right after that request's own events, as if the requests had come one by one;
 the later one is stored.
 
+Each answer says whether the stored history held every event of the model's window
+(``history_complete``): after a swap to a model with a longer lookback, the live run's
+histories are shorter than it reads until the next batch run stores longer ones.
+
 Records are written only while the visitor's state is unchanged since it was read
 (``put_records`` with versions): another process or replica that appended meanwhile
 stores its own, newer record, and this one is dropped and counted as superseded.
@@ -28,7 +32,7 @@ from serving.api.metrics import ServingMetrics
 from serving.api.realtime import Contact, RealTimeScorer, Visitor
 from serving.api.schemas import Rejection
 from serving.store.base import RecordWrite, ScoreStore
-from serving.store.history import encode_events, read_history
+from serving.store.history import encode_events, read_stored_history
 
 
 @dataclass(frozen=True)
@@ -62,13 +66,18 @@ def rescore_posted(
     # One transaction in arrival order: a visitor posted to twice gets the state after each
     # of its appends, so each answer is its own request's state.
     states = store.append_many([(p.visitor_id, encode_events(p.accepted)) for p in posted], keep)
-    histories = [read_history(s.batch_history, s.posted_events, keep) for s in states]
-    features = scorer.features_of_many(histories, [p.as_of for p in posted])
+    histories = [read_stored_history(s.batch_history, s.posted_events, keep) for s in states]
+    features = scorer.features_of_many([h.events for h in histories], [p.as_of for p in posted])
+    lookback, stored_from = scorer.evaluator.config.lookback, run.history_start() if run else None
+    complete = [
+        h.complete(p.as_of, lookback, stored_from) for h, p in zip(histories, posted, strict=True)
+    ]
+    metrics.history_incomplete.inc(complete.count(False))
     pairs = zip(posted, states, strict=True)
     contacts = [p.contact or Contact.from_record(s.record) for p, s in pairs]
     visitors = [
-        Visitor(p.visitor_id, p.as_of, p.scored_at, contact)
-        for p, contact in zip(posted, contacts, strict=True)
+        Visitor(p.visitor_id, p.as_of, p.scored_at, contact, whole)
+        for p, contact, whole in zip(posted, contacts, complete, strict=True)
     ]
     records = scorer.score_many(visitors, features, run=run, explain=explain)
     pending: list[bytes | None] = (

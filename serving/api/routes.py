@@ -43,6 +43,7 @@ from serving.api.rescoring import PostedEvents
 from serving.api.schemas import (
     EventsRequest,
     EventsResponse,
+    FeatureWindow,
     ModelResponse,
     ScoreRequest,
     VisitorScore,
@@ -175,6 +176,8 @@ def register_reads(app: FastAPI, lookup_answer: Answer) -> None:
             trained_at=info.trained_at,
             metrics=info.metrics,
             feature_names=list(info.feature_names),
+            feature_config=FeatureWindow(**info.feature_config.model_dump()),
+            horizon=info.horizon,
             last_run=orjson.loads(run.to_json()) if run else None,
         )
 

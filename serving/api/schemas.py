@@ -6,7 +6,7 @@ them vectorised and ``tests/unit/serving/store/test_records.py`` checks they val
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Annotated, Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints, model_validator
@@ -55,6 +55,14 @@ class VisitorScore(BaseModel):
         description="features that moved this score most (LightGBM pred_contrib); null in "
         "an event answer by default (computed at the visitor's next lookup), or when the "
         "model that scored it is no longer the one loaded",
+    )
+    history_complete: bool | None = Field(
+        None,
+        description="whether the score saw every event of the model's feature window: true "
+        "for a batch score; false for a re-score from a stored history that may lack some (the "
+        "last batch run kept a shorter window than this model reads, or the per-visitor event "
+        "limit cut it; the next batch run fills it); null when the caller gave the events or "
+        "features",
     )
 
 
@@ -129,6 +137,14 @@ class ScoreRequest(BaseModel):
         return self
 
 
+class FeatureWindow(BaseModel):
+    lookback: timedelta = Field(description="events in [as_of - lookback, as_of) count")
+    session_timeout: timedelta = Field(description="inactivity that ends a session")
+    local_time_offset: timedelta = Field(
+        description="shop's local time minus UTC, for hour, weekday and day features"
+    )
+
+
 class ModelResponse(BaseModel):
     name: str
     alias: str | None
@@ -139,6 +155,13 @@ class ModelResponse(BaseModel):
     trained_at: datetime | None
     metrics: dict[str, float]
     feature_names: list[str]
+    feature_config: FeatureWindow = Field(
+        description="how the model's inputs are computed from events (its training "
+        "configuration): every score of this model uses it"
+    )
+    horizon: timedelta | None = Field(
+        description="the score is the probability of a purchase within this time (ISO 8601)"
+    )
     last_run: dict[str, object] | None = Field(description="the batch run whose scores are live")
 
 

@@ -198,7 +198,24 @@ class ServingState:
             self.metrics.set_model(version)
             self.metrics.reloads.labels("loaded").inc()
             log.info("serving %s version %s", served.loaded.info.name, version)
+            self._warn_if_histories_are_short(served.loaded)
             return ReloadOutcome(True, version, previous, f"serving version {version}")
+
+    def _warn_if_histories_are_short(self, loaded: LoadedModel) -> None:
+        """Say so when the live run stored shorter histories than the new model reads: event
+        answers are flagged ``history_complete: false`` until the next batch run."""
+        try:
+            run = self.store.current_run() if self.store is not None else None
+        except Exception:  # the store's health is /readyz's to report
+            return
+        wanted = loaded.feature_config.lookback
+        stored = None if run is None or run.feature_config is None else run.feature_config.lookback
+        if run is not None and (stored is None or stored < wanted):
+            log.warning(
+                "version %s reads %s of events; the live batch run %s stored %s: re-scores "
+                "from stored histories may lack events until the next batch run",
+                loaded.info.version, wanted, run.run_id, stored or "an unknown window",
+            )  # fmt: skip
 
     def _refused(self, previous: str | None, message: str) -> ReloadOutcome:
         self.metrics.reloads.labels("failed").inc()

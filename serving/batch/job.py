@@ -1,8 +1,9 @@
 """Batch scoring: every visitor active in the lookback, scored, routed, written out.
 
 ``score_visitors`` builds features as of ``as_of`` (default: just after the latest event in
-the lake) with ``features.batch``, scores them with the registered model, routes them with the
-policy, and writes, per run, ``<outputs>/scoring/<run>/``:
+the lake) with ``features.batch`` and the model's own feature configuration (its contract),
+scores them with the registered model, routes them with the policy, and writes, per run,
+``<outputs>/scoring/<run>/``:
 
 - ``scores.parquet``: one row per visitor: ``visitor_id, score, decile, route, reason,
   expected_value, model_version, as_of, scored_at``;
@@ -34,7 +35,7 @@ import polars as pl
 import psutil
 
 from features.batch import build_features, collect
-from features.definitions import FEATURE_COLUMNS, FeatureConfig
+from features.definitions import FEATURE_COLUMNS
 from features.engines import Engine
 from features.ingest.contacts import read_contacts
 from features.lake import scan_events
@@ -62,6 +63,7 @@ from serving.store.history import batch_histories
 from serving.store.records import batch_records
 
 if TYPE_CHECKING:
+    from pyspark.sql import DataFrame as SparkDataFrame
     from pyspark.sql import SparkSession
 
 log = logging.getLogger(__name__)
@@ -78,6 +80,20 @@ def latest_event_time(lake_dir: Path) -> datetime:
 def default_as_of(lake_dir: Path) -> datetime:
     """One microsecond after the latest event, so that every event in the lake counts."""
     return latest_event_time(lake_dir) + timedelta(microseconds=1)
+
+
+def model_features(
+    lake_dir: Path,
+    as_of: datetime,
+    loaded: LoadedModel,
+    *,
+    engine: Engine = "polars",
+    spark: SparkSession | None = None,
+) -> pl.LazyFrame | SparkDataFrame:
+    """Features of every visitor active before ``as_of``, computed as the model's contract
+    says (its lookback, session timeout and local time offset, never the defaults): what a
+    run scores. The engine's lazy frame (``features.batch.build_features``)."""
+    return build_features(lake_dir, as_of, engine=engine, config=loaded.feature_config, spark=spark)
 
 
 def run_name(as_of: datetime, model_version: str, settings: ServingSettings) -> str:
@@ -258,8 +274,8 @@ def _run(
         log.info("run %s is already published: nothing to do", name)
         previous = ScoringSummary.from_json((run_dir / "summary.json").read_bytes())
         return replace(previous, skipped=True)
-    config = FeatureConfig()
-    features = build_features(paths.lake_dir, as_of, engine=engine, config=config, spark=spark)
+    config = loaded.feature_config
+    features = model_features(paths.lake_dir, as_of, loaded, engine=engine, spark=spark)
     contacts = read_contacts(paths.lake_dir)
     if isinstance(features, pl.LazyFrame):
         scored, cuts, floor = _scored_frame(collect(features), contacts, loaded, settings, progress)
@@ -281,6 +297,7 @@ def _run(
         visitors=scored.height,
         decile_cuts=tuple(cuts.tolist()),
         ads_ev_floor=floor,
+        feature_config=config,
     )
     _remove_dead_staging(paths.scoring_dir, name)
     staging = run_dir.with_name(f".{name}.{os.getpid()}.partial")

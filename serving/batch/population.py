@@ -9,9 +9,10 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from features.batch import build_features, collect
+from features.batch import collect
 from features.definitions import FEATURE_COLUMNS
 from features.ingest.contacts import read_contacts
+from serving.batch.job import model_features
 from serving.model.registry import LoadedModel
 from serving.model.scoring import routing_inputs, score_features
 from serving.policy.routing import RoutingInputs
@@ -19,7 +20,7 @@ from serving.policy.routing import RoutingInputs
 
 def scored_routing_inputs(lake_dir: Path, model: LoadedModel, as_of: datetime) -> RoutingInputs:
     """The lake's visitors active before ``as_of``, scored by ``model``, as routing inputs."""
-    features = collect(build_features(lake_dir, as_of, engine="polars"))
+    features = collect(model_features(lake_dir, as_of, model))
     visitors = features.select("visitor_id").join(
         read_contacts(lake_dir), on="visitor_id", how="left"
     )

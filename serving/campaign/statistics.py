@@ -33,8 +33,10 @@ class MeasurementSettings(BaseModel):
 
     model_config = ConfigDict(frozen=True)
 
-    horizon: timedelta = Field(
-        timedelta(days=14), description="outcomes counted in (as_of, as_of + horizon]"
+    horizon: timedelta | None = Field(
+        None,
+        description="outcomes counted in (as_of, as_of + horizon] [default: the label window "
+        "of the model that scored the run]",
     )
     confidence: float = Field(0.95, gt=0, lt=1, description="confidence level of the intervals")
 

@@ -12,12 +12,14 @@ import os
 import re
 import shutil
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from features.definitions import FEATURE_COLUMNS
-from serving.model.spec import COMPILE_TIMEOUT_SECONDS, SPEC_FILE, SpecModel
+from contract.model import ContractError, ModelContract
+from contract.scoring import SPEC_FILE
+from features.definitions import FEATURE_COLUMNS, FeatureConfig
+from serving.model.spec import COMPILE_TIMEOUT_SECONDS, SpecModel
 from serving.settings import PredictorKind
 
 log = logging.getLogger(__name__)
@@ -43,6 +45,8 @@ class ModelInfo:
     kind: str
     predictor: str
     feature_names: tuple[str, ...]
+    feature_config: FeatureConfig
+    horizon: timedelta | None
     metrics: dict[str, float] = field(default_factory=dict)
     trained_at: datetime | None = None
 
@@ -51,6 +55,15 @@ class ModelInfo:
 class LoadedModel:
     model: SpecModel
     info: ModelInfo
+
+    @property
+    def feature_config(self) -> FeatureConfig:
+        """How this model's inputs are computed: every path that scores with it uses this."""
+        return self.model.feature_config
+
+    @property
+    def contract(self) -> ModelContract:
+        return self.model.contract
 
 
 def _version(client: Any, name: str, alias: str | None, version: str | None) -> Any:
@@ -102,6 +115,45 @@ def _download(artifact_uri: str, target: Path, tracking_uri: str | None) -> None
     log.info("downloaded %s to %s", artifact_uri, target)
 
 
+def _matched(model_uri: str) -> re.Match[str]:
+    matched = REGISTRY_URI.match(model_uri)
+    if matched is None:
+        raise ModelUnavailable(
+            f"model URI {model_uri!r}: expected models:/NAME@ALIAS or models:/NAME/VERSION"
+        )
+    return matched
+
+
+def _artifact(
+    client: Any, name: str, version: str, cache_dir: Path, tracking_uri: str | None
+) -> Path:
+    """The version's artifact folder in the cache, downloaded the first time."""
+    target = cache_dir / "artifacts" / f"{name}-v{version}"
+    if not any(target.rglob(SPEC_FILE)):
+        source = client.get_model_version_download_uri(name, version)
+        _download(source, target, tracking_uri)
+    return target
+
+
+def registered_contract(
+    model_uri: str, version: str, *, tracking_uri: str | None, cache_dir: Path
+) -> ModelContract:
+    """The contract of version ``version`` of the model ``model_uri`` names (any alias or
+    version of it): how that version's inputs are computed and what its label window is.
+    For the jobs that look back at a run scored by a version that may no longer be served."""
+    from mlflow import MlflowClient
+
+    name = _matched(model_uri)["name"]
+    client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
+    found = _version(client, name, None, version)
+    target = _artifact(client, name, str(found.version), cache_dir, tracking_uri)
+    spec = json.loads(sorted(target.rglob(SPEC_FILE))[0].read_text())
+    try:
+        return ModelContract.from_spec(spec)
+    except ContractError as problem:
+        raise ModelUnavailable(f"{name} version {version}: {problem}") from problem
+
+
 def load_registered_model(
     model_uri: str,
     *,
@@ -110,21 +162,16 @@ def load_registered_model(
     predictor: PredictorKind,
     compile_timeout_seconds: float = COMPILE_TIMEOUT_SECONDS,
 ) -> LoadedModel:
-    """Resolve ``models:/name@alias`` (or ``models:/name/version``), download, load."""
-    matched = REGISTRY_URI.match(model_uri)
-    if matched is None:
-        raise ModelUnavailable(
-            f"model URI {model_uri!r}: expected models:/NAME@ALIAS or models:/NAME/VERSION"
-        )
+    """Resolve ``models:/name@alias`` (or ``models:/name/version``), download, load. A
+    version whose spec does not record how its inputs are computed is ``ModelUnavailable``
+    (retrain it): it is never scored with the defaults."""
+    matched = _matched(model_uri)
     from mlflow import MlflowClient
 
     name, alias = matched["name"], matched["alias"]
     client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
     version = _version(client, name, alias, matched["version"])
-    target = cache_dir / "artifacts" / f"{name}-v{version.version}"
-    if not any(target.rglob(SPEC_FILE)):
-        source = client.get_model_version_download_uri(name, version.version)
-        _download(source, target, tracking_uri)
+    target = _artifact(client, name, str(version.version), cache_dir, tracking_uri)
     try:
         model = SpecModel.from_directory(
             target,
@@ -156,6 +203,8 @@ def load_registered_model(
         kind=model.kind,
         predictor=model.predictor,
         feature_names=model.feature_names,
+        feature_config=model.feature_config,
+        horizon=None if model.contract.label is None else model.contract.label.horizon,
         metrics=metrics,
         trained_at=trained_at,
     )

@@ -32,6 +32,8 @@ import polars as pl
 from pydantic import BaseModel, ConfigDict, Field
 from sklearn.metrics import roc_auc_score
 
+from contract.metrics import expected_calibration_error, reliability_bins
+
 FloatArray = npt.NDArray[np.float64]
 #: Floor of a bin's share inside the PSI logarithm, so an empty bin gives a large, finite term.
 SHARE_FLOOR = 1e-4
@@ -186,28 +188,6 @@ def sample(frame: pl.DataFrame, rows: int, seed: int) -> pl.DataFrame:
     return frame if frame.height <= rows else frame.sample(rows, seed=seed)
 
 
-def reliability(
-    label: npt.ArrayLike, score: npt.ArrayLike, bins: int
-) -> tuple[tuple[float, float, int], ...]:
-    """(mean score, observed rate, rows) per equal-count score bin. Equal-count, as in the
-    training report's ECE: propensities are skewed, and equal-width bins would put almost
-    every visitor in the first one."""
-    y = np.asarray(label, dtype=np.float64)
-    p = np.asarray(score, dtype=np.float64)
-    order = np.argsort(p, kind="stable")
-    parts = np.array_split(order, min(bins, max(len(p), 1)))
-    return tuple(
-        (float(p[part].mean()), float(y[part].mean()), len(part)) for part in parts if len(part)
-    )
-
-
-def expected_calibration_error(label: npt.ArrayLike, score: npt.ArrayLike, bins: int) -> float:
-    """Σ over score bins of (rows / n) · |observed rate − mean score|."""
-    table = reliability(label, score, bins)
-    total = sum(rows for _, _, rows in table)
-    return float(sum(rows * abs(rate - mean) for mean, rate, rows in table) / max(total, 1))
-
-
 def realised_performance(
     run_id: str, label: npt.ArrayLike, score: npt.ArrayLike, bins: int
 ) -> RealisedPerformance:
@@ -223,7 +203,7 @@ def realised_performance(
         ece=expected_calibration_error(y, p, bins),
         mean_score=float(p.mean()) if p.size else float("nan"),
         positive_rate=float(y.mean()) if y.size else float("nan"),
-        reliability=reliability(y, p, bins),
+        reliability=tuple(reliability_bins(y, p, bins)),
     )
 
 

@@ -27,6 +27,8 @@ from typing import NamedTuple, Protocol
 import orjson
 import polars as pl
 
+from features.definitions import FeatureConfig
+
 #: Posted events (JSON bytes each) to append to one visitor's state.
 Append = tuple[str, Sequence[bytes]]
 #: Columns of a frame handed to ``publish``: visitor_id (String), record (Binary JSON),
@@ -48,9 +50,21 @@ class RunInfo:
     #: EV at which the ad budget ran out (None: the budget did not bind).
     ads_ev_floor: float | None
     extra: dict[str, object] = field(default_factory=dict)
+    #: The scoring model's feature configuration: its lookback is how far back the run's
+    #: stored histories reach (None: a run published before runs recorded it).
+    feature_config: FeatureConfig | None = None
 
     def to_json(self) -> bytes:
-        return orjson.dumps(self.__dict__)
+        config = (
+            None if self.feature_config is None else self.feature_config.model_dump(mode="json")
+        )
+        return orjson.dumps({**self.__dict__, "feature_config": config})
+
+    def history_start(self) -> datetime | None:
+        """The earliest event time the run's stored histories hold (None: unknown)."""
+        if self.feature_config is None:
+            return None
+        return self.as_of - self.feature_config.lookback
 
     @classmethod
     def from_json(cls, data: bytes | str) -> RunInfo:
@@ -64,6 +78,9 @@ class RunInfo:
             decile_cuts=tuple(raw["decile_cuts"]),
             ads_ev_floor=raw["ads_ev_floor"],
             extra=raw.get("extra", {}),
+            feature_config=None
+            if raw.get("feature_config") is None
+            else FeatureConfig.model_validate(raw["feature_config"]),
         )
 
 

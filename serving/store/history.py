@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import operator
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -60,12 +61,40 @@ def encode_events(accepted: pl.DataFrame | Sequence[Mapping[str, Any]]) -> list[
     return [orjson.dumps({f: event[f] for f in HISTORY_FIELDS}) for event in events]
 
 
+@dataclass(frozen=True)
+class StoredHistory:
+    """A visitor's events as read from the store, and whether the count limit dropped any:
+    the merged history held more than ``keep``, or the batch history was cut at ``keep``
+    when the run published it."""
+
+    events: list[dict[str, Any]]
+    truncated: bool
+
+    def complete(self, as_of: datetime, lookback: timedelta, stored_from: datetime | None) -> bool:
+        """Whether it holds every event a model with ``lookback`` reads at ``as_of``: the
+        run's histories reach back to ``stored_from`` (None: unknown, or no run), at or
+        before ``as_of - lookback``, and nothing inside that window was dropped."""
+        start = as_of - lookback
+        if stored_from is None or stored_from > start:
+            return False
+        # Dropped events are older than the oldest kept one: inside the window only if it is.
+        return not (self.truncated and self.events[0]["event_time"] >= to_micros(start))
+
+
 def read_history(
     batch_history: bytes | None, posted: Sequence[bytes], keep: int
 ) -> list[dict[str, Any]]:
     """Batch history then posted events, those repeating an event already there dropped,
     the latest ``keep``, in time order."""
+    return read_stored_history(batch_history, posted, keep).events
+
+
+def read_stored_history(
+    batch_history: bytes | None, posted: Sequence[bytes], keep: int
+) -> StoredHistory:
+    """``read_history`` with whether the count limit dropped events."""
     events: list[dict[str, Any]] = orjson.loads(batch_history) if batch_history else []
+    cut_at_publish = len(events) >= keep
     if posted:
         # The batch history comes from the lake, which keeps one copy of an event: only a
         # posted event can repeat one, of the batch or posted before. Equal events have
@@ -87,7 +116,7 @@ def read_history(
             seen.add(key)
             events.append(event)
     events.sort(key=_TIME)
-    return events[-keep:]
+    return StoredHistory(events[-keep:], cut_at_publish or len(events) > keep)
 
 
 _FIELDS = operator.itemgetter(*HISTORY_FIELDS)

@@ -30,6 +30,8 @@ def batch_records(scored: pl.DataFrame) -> pl.DataFrame:
         "email_status",
         "ads_consent",
         "top_features",
+        # Batch features come from the lake, every event of the model's window.
+        pl.lit(True).alias("history_complete"),
     )
     return scored.select("visitor_id", record.struct.json_encode().cast(pl.Binary).alias("record"))
 
@@ -48,6 +50,7 @@ def real_time_record(
     email_status: str,
     ads_consent: str,
     top_features: list[dict[str, Any]] | None,
+    history_complete: bool | None = None,
 ) -> bytes:
     return orjson.dumps(
         {
@@ -64,5 +67,6 @@ def real_time_record(
             "email_status": email_status,
             "ads_consent": ads_consent,
             "top_features": top_features,
+            "history_complete": history_complete,
         }
     )

@@ -7,9 +7,9 @@ import numpy as np
 import polars as pl
 import pytest
 
+from contract.scoring import Scorer
 from tests.model.synthetic_snapshots import FEATURES, WEEK, snapshot_stack
 from training.pipeline import Outcome, fit_and_evaluate
-from training.scoring import Scorer
 from training.settings import TrainingSettings
 
 # One worker: the tests share one trained model.

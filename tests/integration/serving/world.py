@@ -10,6 +10,7 @@ from pathlib import Path
 import polars as pl
 import pytest
 
+from features.definitions import FeatureConfig
 from serving.settings import ServingPaths, ServingSettings
 
 _WORLDS: dict[Path, World] = {}
@@ -48,9 +49,11 @@ def register_tiny_model(
     alias: str = "champion",
     trees: int = 30,
     seed: int = 0,
+    feature_config: FeatureConfig | None = None,
 ) -> str:
     """Log the tiny model with training's own ``log_scoring_model`` (the production layout),
-    register it as ``name`` and point ``alias`` at it; returns the version."""
+    its contract naming ``feature_config`` (default: the defaults), register it as ``name``
+    and point ``alias`` at it; returns the version."""
     import mlflow
     import pandas as pd
 
@@ -59,7 +62,7 @@ def register_tiny_model(
 
     store = Store(tracking_uri, artifact_dir.as_uri())
     client = client_for(store)
-    spec, booster_text = tiny_spec(trees, seed)
+    spec, booster_text = tiny_spec(trees, seed, feature_config)
     example = pd.DataFrame(tiny_training_data(rows=3)[0], columns=list(TINY_FEATURES))
     with mlflow.start_run(experiment_id=experiment_id(client, store, "serving-tests")):
         mlflow.log_metric("lightgbm.test.roc_auc", 0.75)

@@ -88,14 +88,21 @@ def test_sharded_features_equal_the_single_plan(history: list[dict[str, Any]], s
 
 
 @SETTINGS
-@given(history=event_lists(), timeout_min=st.integers(1, 90), offset_h=st.integers(-12, 14))
+@given(
+    history=event_lists(),
+    lookback_h=st.integers(1, 40 * 24),
+    timeout_min=st.integers(1, 90),
+    offset_q=st.integers(-48, 56),
+)
 def test_online_equals_batch_under_any_config(
-    history: list[dict[str, Any]], timeout_min: int, offset_h: int
+    history: list[dict[str, Any]], lookback_h: int, timeout_min: int, offset_q: int
 ) -> None:
+    """Any lookback (an hour to 40 days, across the activity buckets), session timeout and
+    local time offset (in quarter hours, as shops' zones are)."""
     config = FeatureConfig(
-        lookback=timedelta(days=8),
+        lookback=timedelta(hours=lookback_h),
         session_timeout=timedelta(minutes=timeout_min),
-        local_time_offset=timedelta(hours=offset_h),
+        local_time_offset=timedelta(minutes=15 * offset_q),
     )
     assert_features_close(online_features(history, config), polars_features(history, config))
 

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from sklearn.isotonic import IsotonicRegression
 
+from contract.calibration import apply_calibrator
 from training.calibration import fit_calibrator, tail_bounds
-from training.scoring import apply_calibrator
 from training.settings import CalibrationMethod
 
 

@@ -1,4 +1,4 @@
-"""Metrics agree with scikit-learn; ECE, lift and capture on hand-checked examples."""
+"""Metrics agree with scikit-learn; lift and capture on hand-checked examples."""
 
 from __future__ import annotations
 
@@ -8,7 +8,6 @@ from sklearn.metrics import average_precision_score, brier_score_loss, log_loss,
 
 from training.metrics import (
     evaluate_probabilities,
-    expected_calibration_error,
     lift_and_capture,
     top_share_mask,
 )
@@ -29,22 +28,6 @@ def test_metrics_match_scikit_learn(scored: tuple[np.ndarray, np.ndarray]) -> No
     assert metrics["log_loss"] == pytest.approx(log_loss(label, probability))
     assert metrics["brier"] == pytest.approx(brier_score_loss(label, probability))
     assert metrics["rows"] == 4000
-
-
-def test_ece_is_small_for_calibrated_and_large_for_shifted_scores(
-    scored: tuple[np.ndarray, np.ndarray],
-) -> None:
-    label, probability = scored
-    assert expected_calibration_error(label, probability) < 0.01
-    assert expected_calibration_error(label, np.clip(probability + 0.1, 0, 1)) > 0.09
-
-
-def test_ece_by_hand() -> None:
-    # Two equal-count bins: {0.1, 0.2} with one positive, {0.7, 0.8} with one positive.
-    label = np.array([0, 1, 0, 1])
-    probability = np.array([0.1, 0.2, 0.7, 0.8])
-    expected = (abs(0.5 - 0.15) * 2 + abs(0.5 - 0.75) * 2) / 4
-    assert expected_calibration_error(label, probability, n_bins=2) == pytest.approx(expected)
 
 
 def test_lift_and_capture_by_hand() -> None:

@@ -5,11 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from contract.scoring import Scorer, largest_contributions
 from tests.model.synthetic_snapshots import FEATURES, snapshot_stack
 from training.baselines import fit_logistic, logistic_spec, recency_frequency_score
 from training.boosting import fit_booster, monotone_vector
 from training.data import feature_matrix
-from training.scoring import Scorer
 from training.settings import TrainingSettings
 
 SETTINGS = TrainingSettings(n_estimators=30, num_threads=1)
@@ -60,8 +60,10 @@ def test_contributions_add_up_to_the_raw_score(
     parts = scorer.contributions(features)
     assert parts.shape == (len(features), len(FEATURES) + 1)
     np.testing.assert_allclose(parts.sum(axis=1), scorer.raw_score(features), atol=1e-9)
-    top = scorer.top_contributions(features[:2], k=2)
-    assert len(top) == 2 and all(name in FEATURES for name, _ in top[0])
+    order, values = largest_contributions(scorer.contributions(features[:2]), k=2)
+    assert order.shape == values.shape == (2, 2)
+    largest = np.sort(np.abs(parts[:2, :-1]), axis=1)[:, ::-1][:, :2]
+    np.testing.assert_array_equal(np.abs(values), largest)
 
 
 def test_rule_ranks_frequent_recent_visitors_first() -> None:

@@ -79,3 +79,18 @@ def test_data_hash_changes_with_the_data(snapshots: pl.DataFrame) -> None:
     assert same == data_hash(snapshots.clone(), columns)
     flipped = snapshots.with_columns(label=1 - pl.col("label"))
     assert data_hash(flipped, columns) != same
+
+
+def test_data_hash_changes_with_the_feature_configuration(snapshots: pl.DataFrame) -> None:
+    """The same values computed with another window are another training set: a retrain
+    after a change of session timeout is not skipped as 'unchanged'."""
+    from datetime import timedelta
+
+    from features.definitions import FeatureConfig
+
+    columns = ["visitor_id", "as_of", "label", *FEATURES]
+    default = data_hash(snapshots, columns, FeatureConfig())
+    assert default == data_hash(snapshots, columns, FeatureConfig())
+    shorter = FeatureConfig(session_timeout=timedelta(minutes=20))
+    assert data_hash(snapshots, columns, shorter) != default
+    assert data_hash(snapshots, columns) != default

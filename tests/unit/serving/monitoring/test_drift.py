@@ -13,7 +13,6 @@ from serving.monitoring.drift import (
     MonitoringSettings,
     bin_shares,
     drift_table,
-    expected_calibration_error,
     new_category_share,
     psi,
     quantile_edges,
@@ -100,17 +99,6 @@ def test_drift_table_flags_only_what_moved_beyond_the_limits() -> None:
         drift_table(reference, current, ["nope"], MonitoringSettings())
 
 
-def test_calibration_error_is_zero_when_rates_match_scores() -> None:
-    score = np.repeat([0.05, 0.25, 0.75], 100)
-    label = np.concatenate([np.arange(100) < 5, np.arange(100) < 25, np.arange(100) < 75])
-    # Three equal-count bins: one per score level, each with its exact purchase rate.
-    assert expected_calibration_error(label, score, 3) == pytest.approx(0.0)
-    assert expected_calibration_error(label, np.full(300, 0.9), 3) == pytest.approx(
-        0.9 - label.mean()
-    )
-    assert expected_calibration_error(label, score[::-1], 3) == pytest.approx((0.7 + 0.0 + 0.7) / 3)
-
-
 def test_realised_performance_of_a_perfect_ranking() -> None:
     score = np.linspace(0.01, 0.99, 50)
     result = realised_performance("run", score > 0.5, score, 10)
@@ -124,14 +112,13 @@ def test_realised_performance_of_a_perfect_ranking() -> None:
 @given(
     scores=arrays(np.float64, st.integers(1, 300), elements=st.floats(0, 1)),
     seed=st.integers(0, 2**16),
-    bins=st.integers(1, 20),
 )
-def test_realised_ece_is_the_training_reports_ece(scores: np.ndarray, seed: int, bins: int) -> None:
-    """Monitoring cannot import ``training`` (serving never does), so it has its own ECE; a
-    realised ECE is only comparable with the model's test ECE if the two agree."""
-    from training.metrics import expected_calibration_error as training_ece
+def test_realised_ece_is_the_training_reports_ece(scores: np.ndarray, seed: int) -> None:
+    """A realised ECE is only comparable with the model's test ECE (training's report) if
+    the two are computed the same way: both come from ``contract.metrics``."""
+    from training.metrics import evaluate_probabilities
 
     labels = (np.random.default_rng(seed).random(scores.size) < scores).astype(np.int64)
-    assert expected_calibration_error(labels, scores, bins) == pytest.approx(
-        training_ece(labels, scores, n_bins=bins), abs=1e-12
-    )
+    realised = realised_performance("run", labels, scores, 10).ece
+    # evaluate_probabilities clips probabilities to [1e-15, 1 - 1e-15] first.
+    assert realised == pytest.approx(evaluate_probabilities(labels, scores)["ece"], abs=1e-12)

@@ -9,10 +9,13 @@ import numpy as np
 import polars as pl
 from numpy.testing import assert_allclose
 
+from contract.calibration import apply_calibrator
+from contract.model import ModelContract
+from features.definitions import FeatureConfig
 from features.events.schema import ADS_CONSENTS, EMAIL_STATUSES
 from serving.api.schemas import AdsConsent, EmailStatus, VisitorScore
 from serving.model.scoring import decile_cuts, decile_of
-from serving.model.spec import SpecModel, apply_calibrator
+from serving.model.spec import SpecModel
 from serving.store.records import batch_records, real_time_record
 
 AS_OF = datetime(2024, 3, 1, tzinfo=UTC)
@@ -73,7 +76,7 @@ def test_deciles() -> None:
 
 def test_logistic_spec_and_calibrators() -> None:
     spec = {
-        "format_version": 1,
+        **ModelContract(feature_columns=("a", "b"), feature_config=FeatureConfig()).spec_fields(),
         "kind": "logistic",
         "feature_columns": ["a", "b"],
         "calibrator": {
