@@ -9,7 +9,7 @@ INSTALLED := $(VENV)/.installed
 export PROPENSITY_SHARED_DATA ?= $(abspath ../shared/data)
 DEMO_DIR ?= .propensity
 
-.PHONY: demo test lint audit install lock clean
+.PHONY: demo test lint docs audit install lock clean
 
 $(INSTALLED): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -29,8 +29,13 @@ lint: $(INSTALLED)
 	$(BIN)/mypy
 	$(BIN)/lint-imports --no-cache
 
+# The user's guide; --strict turns a broken link, a missing anchor or a page outside the
+# navigation into a failure. Tables of features, settings and routes are generated (scripts/docs_hooks.py).
+docs: $(INSTALLED)
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --quiet --site-dir site
+
 # pytest exits 5 when it collected no test: that is a failure here, not a pass.
-test: lint
+test: lint docs
 	$(BIN)/python -m pytest -n 2 --dist loadgroup; status=$$?; \
 	if [ $$status -eq 5 ]; then echo "pytest collected no tests" >&2; exit 1; fi; exit $$status
 
@@ -46,4 +51,4 @@ lock:
 	/tmp/propensity-lock/bin/pip freeze --exclude propensity > constraints.txt
 
 clean:
-	rm -rf $(VENV) $(DEMO_DIR)
+	rm -rf $(VENV) $(DEMO_DIR) site

@@ -1,4 +1,8 @@
-"""The one command line: thin commands that parse options, build settings and call the packages."""
+"""The one command line: thin commands that parse options, build settings and call the packages.
+
+One module on purpose, although it is longer than most: it is the whole command line, a
+dozen commands of about thirty lines each, none holding logic, and a reader looks for a
+command here first."""
 
 from __future__ import annotations
 

@@ -29,13 +29,11 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import numpy as np
 import orjson
 import polars as pl
 import psutil
 
 from features.batch import build_features, collect
-from features.definitions import FEATURE_COLUMNS
 from features.engines import Engine
 from features.ingest.contacts import read_contacts
 from features.lake import scan_events
@@ -45,17 +43,9 @@ from serving.batch.outputs import (
     run_summary,
     write_outputs,
 )
+from serving.batch.scored import routed_frame, scored_frame
 from serving.batch.spark import score_on_spark
 from serving.model.registry import LoadedModel, load_registered_model
-from serving.model.scoring import (
-    ROUTING_FEATURES,
-    decile_cuts,
-    decile_of,
-    model_columns,
-    route_visitors,
-    score_features,
-)
-from serving.model.spec import top_contributions
 from serving.settings import ServingPaths, ServingSettings
 from serving.store.backends import open_store
 from serving.store.base import RunInfo, ScoreStore
@@ -99,100 +89,6 @@ def model_features(
 def run_name(as_of: datetime, model_version: str, settings: ServingSettings) -> str:
     policy = settings.routing.fingerprint()
     return f"{as_of.astimezone(UTC):%Y%m%dT%H%M%S%fZ}-v{model_version}-{policy}"
-
-
-def _score_chunks(
-    loaded: LoadedModel, matrix: np.ndarray, chunk: int, progress: Progress
-) -> np.ndarray:
-    columns = model_columns(loaded.model)
-    parts = []
-    for start in range(0, len(matrix), chunk):
-        rows = matrix[start : start + chunk]
-        parts.append(score_features(loaded.model, rows, columns, threads=os.cpu_count() or 1))
-        progress(min(chunk, len(matrix) - start))
-    return np.concatenate(parts) if parts else np.zeros(0)
-
-
-def _top_features(loaded: LoadedModel, matrix: np.ndarray, k: int, chunk: int) -> pl.Series:
-    """Per visitor, the ``k`` features that moved the score most, as a list of structs."""
-    names = np.asarray(loaded.model.feature_names, dtype=object)
-    columns = model_columns(loaded.model)
-    index_parts, value_parts = [], []
-    for start in range(0, len(matrix), chunk):
-        rows = np.ascontiguousarray(matrix[start : start + chunk][:, columns])
-        order, values = top_contributions(loaded.model, rows, k, threads=os.cpu_count() or 1)
-        index_parts.append(order)
-        value_parts.append(values)
-    order = np.concatenate(index_parts) if index_parts else np.zeros((0, k), dtype=np.int64)
-    values = np.concatenate(value_parts) if value_parts else np.zeros((0, k))
-    flat = pl.DataFrame(
-        {
-            "row": np.repeat(np.arange(len(order)), order.shape[1]),
-            "feature": names[order.ravel()].astype(str),
-            "contribution": values.ravel(),
-        }
-    )
-    nested = flat.group_by("row", maintain_order=True).agg(
-        pl.struct("feature", "contribution").alias("top_features")
-    )
-    return nested.get_column("top_features")
-
-
-def _scored_frame(
-    features: pl.DataFrame,
-    contacts: pl.DataFrame,
-    loaded: LoadedModel,
-    settings: ServingSettings,
-    progress: Progress,
-) -> tuple[pl.DataFrame, np.ndarray, float | None]:
-    matrix = np.ascontiguousarray(
-        features.select(pl.col(c).cast(pl.Float64) for c in FEATURE_COLUMNS).to_numpy(),
-        dtype=np.float64,
-    )
-    score = _score_chunks(loaded, matrix, settings.batch_chunk_rows, progress)
-    scored = features.select("visitor_id", *ROUTING_FEATURES).with_columns(
-        pl.Series("score", score)
-    )
-    if settings.batch_contributions and settings.top_features:
-        scored = scored.with_columns(
-            _top_features(loaded, matrix, settings.top_features, settings.batch_chunk_rows)
-        )
-    return _routed_frame(scored, contacts, settings)
-
-
-def _routed_frame(
-    scored: pl.DataFrame, contacts: pl.DataFrame, settings: ServingSettings
-) -> tuple[pl.DataFrame, np.ndarray, float | None]:
-    """Route a whole run: ``scored`` holds ``visitor_id``, ``score``, ``ROUTING_FEATURES`` and
-    optionally ``top_features``; the output frame, the decile cuts and the ads EV floor."""
-    visitors = scored.join(contacts, on="visitor_id", how="left", maintain_order="left")
-    visitors = visitors.with_columns(
-        pl.col("email_status").fill_null("unknown"), pl.col("ads_consent").fill_null("unknown")
-    )
-    score = visitors.get_column("score").to_numpy()
-    days, order_value = (
-        visitors.get_column(c).cast(pl.Float64).to_numpy() for c in ROUTING_FEATURES
-    )
-    routed = route_visitors(
-        score,
-        days,
-        order_value,
-        visitor_id=visitors.get_column("visitor_id"),
-        email_status=visitors.get_column("email_status").to_numpy(),
-        ads_consent=visitors.get_column("ads_consent").to_numpy(),
-        policy=settings.routing,
-    )
-    cuts = decile_cuts(score)
-    top = visitors.get_column("top_features") if "top_features" in visitors.columns else None
-    out = visitors.select("visitor_id", "email_status", "ads_consent").with_columns(
-        pl.Series("score", score),
-        pl.Series("decile", decile_of(score, cuts)),
-        pl.Series("route", routed.route_names().astype(str)),
-        pl.Series("reason", routed.reason_names().astype(str)),
-        pl.Series("expected_value", routed.expected_value),
-        top if top is not None else pl.lit(None).alias("top_features"),
-    )
-    return out, np.asarray(cuts), routed.ads_ev_floor
 
 
 def _publish_chunks(
@@ -278,12 +174,12 @@ def _run(
     features = model_features(paths.lake_dir, as_of, loaded, engine=engine, spark=spark)
     contacts = read_contacts(paths.lake_dir)
     if isinstance(features, pl.LazyFrame):
-        scored, cuts, floor = _scored_frame(collect(features), contacts, loaded, settings, progress)
+        scored, cuts, floor = scored_frame(collect(features), contacts, loaded, settings, progress)
     else:  # Spark: score and explain on the executors, route the run here
         explain = settings.top_features if settings.batch_contributions else 0
         narrow = score_on_spark(features, loaded.model, explain)
         progress(narrow.height)
-        scored, cuts, floor = _routed_frame(narrow, contacts, settings)
+        scored, cuts, floor = routed_frame(narrow, contacts, settings)
     scored = scored.with_columns(
         pl.lit(loaded.info.version).alias("model_version"),
         pl.lit(as_of).alias("as_of"),

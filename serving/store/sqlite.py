@@ -93,7 +93,7 @@ class SqliteScoreStore:
         own that often, instead of in whichever commit crosses SQLite's threshold. That
         commit's request would wait for the copy and its fsync (7-25 ms measured, the
         events p99); None leaves it to SQLite (the batch job). ``wal_restart_bytes``: with
-        it, once the WAL has grown past that size, start it over (see ``_checkpoint``)."""
+        it, once the WAL has grown past that size, start it over (``serving.store.wal``)."""
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             store = cls(path, checkpoint_every, wal_restart_bytes)

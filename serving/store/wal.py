@@ -57,13 +57,9 @@ class WalCheckpointer:
         frames = self._copy_wal(db)
         if not self._wal_restart_bytes or frames * self._page_size(db) < self._wal_restart_bytes:
             return
-        # SQLite starts the WAL over when a write begins with all of it copied and no reader
-        # in it. Under steady writes some commit always lands during the copy, so it never
-        # did and the file grew without bound (275 MB in one 40 s benchmark run). So: copy
-        # what was written during the last copy until little is, then the rest with this
-        # process's writers held off on their lock; the next write starts the WAL over. A
-        # RESTART checkpoint also waits for readers, and held writers 15-22 ms in most rounds;
-        # a plain copy never waits for a reader.
+        # Copy what was written during the last copy until little is, then the rest with
+        # this process's writers held off on their lock: the next write starts the WAL over.
+        # A plain copy never waits for a reader (a RESTART checkpoint would).
         for _ in range(_CATCH_UP_PASSES):
             before, frames = frames, self._copy_wal(db)
             if frames - before <= _FEW_FRAMES:

@@ -22,7 +22,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
-import serving.batch.job
+import serving.batch.scored
 from features.definitions import FEATURE_COLUMNS
 from features.events.schema import ADS_CONSENTS, EMAIL_STATUSES
 from serving.batch.job import default_as_of, score_visitors
@@ -162,7 +162,7 @@ def test_the_batch_job_refuses_an_audience_that_violates_consent(
         routed = route_visitors(*args, **kwargs)  # type: ignore[arg-type]
         return replace(routed, route=np.full_like(routed.route, wrong))  # everyone, consent or not
 
-    monkeypatch.setattr(serving.batch.job, "route_visitors", broken_router)
+    monkeypatch.setattr(serving.batch.scored, "route_visitors", broken_router)
     later = default_as_of(shared.lake_dir) + timedelta(days=1)
     with pytest.raises(ConsentViolation, match="refusing to write audiences"):
         score_visitors(serving_settings(), paths, as_of=later)

@@ -1,5 +1,6 @@
 """The real API (TestClient, lifespan included) on a real SQLite store and a registered
-model: lookups, auth, event intake, problems instead of 500s, reload, metrics."""
+model: lookups, auth, event intake, problems instead of 500s, reload, metrics. One module:
+the cases share one app and store, which take seconds to build."""
 
 from __future__ import annotations
 

@@ -23,7 +23,7 @@ import numpy as np
 import polars as pl
 import pytest
 from fastapi.testclient import TestClient
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from mlflow import MlflowClient
 from numpy.testing import assert_allclose
@@ -48,7 +48,7 @@ from training.train import promote_challenger
 
 pytestmark = pytest.mark.slow
 #: Mid-afternoon, so that a local time offset moves events across hour and day boundaries.
-AS_OF = datetime(2024, 2, 5, 13, 30, tzinfo=UTC)
+AS_OF = datetime(2024, 2, 26, 13, 30, tzinfo=UTC)
 EXAMPLES = settings(
     max_examples=3,
     deadline=None,
@@ -58,11 +58,12 @@ EXAMPLES = settings(
 
 @st.composite
 def feature_configs(draw: st.DrawFn) -> FeatureConfig:
-    """Lookbacks of 2 to 14 days (the lake holds 40), sessions ended by 5 to 120 minutes of
-    silence, local time 12 hours behind UTC to 14 ahead in quarter hours, never zero."""
+    """Lookbacks of 3 to 21 days (the lake holds 60; shorter ones leave too few buyers to
+    train on), sessions ended by 5 to 120 minutes of silence, local time 12 hours behind UTC
+    to 14 ahead in quarter hours, never zero."""
     offset = draw(st.integers(-48, 56).filter(lambda q: q != 0))
     return FeatureConfig(
-        lookback=timedelta(hours=draw(st.integers(2 * 24, 14 * 24))),
+        lookback=timedelta(hours=draw(st.integers(3 * 24, 21 * 24))),
         session_timeout=timedelta(minutes=draw(st.integers(5, 120))),
         local_time_offset=timedelta(minutes=15 * offset),
     )
@@ -71,7 +72,8 @@ def feature_configs(draw: st.DrawFn) -> FeatureConfig:
 @pytest.fixture(scope="module")
 def lake(tmp_path_factory: pytest.TempPathFactory) -> Path:
     lake_dir = tmp_path_factory.mktemp("contract-lake") / "lake"
-    simulated_lake(lake_dir, visitors=600, days=40)
+    # About ten buyers a week among the visitors of a 3-day window: enough to train on.
+    simulated_lake(lake_dir, visitors=6000, days=60)
     return lake_dir
 
 
@@ -153,6 +155,13 @@ def later_page_view(visitor: str) -> dict[str, object]:
 
 @EXAMPLES
 @given(config=feature_configs())
+@example(  # the edges: the shortest window, the shortest sessions, the farthest offset west
+    config=FeatureConfig(
+        lookback=timedelta(days=3),
+        session_timeout=timedelta(minutes=5),
+        local_time_offset=timedelta(hours=-12),
+    )
+)
 def test_every_path_computes_the_models_features(
     lake: Path, tmp_path_factory: pytest.TempPathFactory, config: FeatureConfig
 ) -> None:
