@@ -68,7 +68,10 @@ def rescore_posted(
     states = store.append_many([(p.visitor_id, encode_events(p.accepted)) for p in posted], keep)
     histories = [read_stored_history(s.batch_history, s.posted_events, keep) for s in states]
     features = scorer.features_of_many([h.events for h in histories], [p.as_of for p in posted])
-    lookback, stored_from = scorer.evaluator.config.lookback, run.history_start() if run else None
+    lookback, stored_from = (
+        scorer.loaded.feature_config.lookback,
+        run.history_start() if run else None,
+    )
     complete = [
         h.complete(p.as_of, lookback, stored_from) for h, p in zip(histories, posted, strict=True)
     ]
