@@ -97,7 +97,12 @@ class RetrainSettings(BaseModel):
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
-        env_prefix="PROPENSITY_", env_nested_delimiter="__", extra="ignore"
+        env_prefix="PROPENSITY_",
+        env_nested_delimiter="__",
+        extra="ignore",
+        # PROPENSITY_SERVING__ROUTING__EMAIL__HOLDOUT_SHARE=0.5 changes that one field and
+        # keeps the channel's other defaults (without it, the channel would lose them).
+        nested_model_default_partial_update=True,
     )
 
     data_dir: Path = Field(Path(".propensity"), description="event lake, MLflow store, outputs")
