@@ -25,6 +25,7 @@ from propensity.views import (
     measurement_table,
     metrics_table,
     progress_bar,
+    round_table,
     scoring_table,
 )
 
@@ -104,19 +105,48 @@ def simulate(
     fmt: Annotated[
         Literal["csv", "parquet"], typer.Option("--format", help="csv or parquet")
     ] = "csv",
+    knobs: Annotated[
+        Path | None,
+        typer.Option(
+            "--config",
+            help="JSON of simulator settings (as in simulation.json: funnel rates, campaign "
+            "response, ...); --visitors, --days and --seed still apply",
+        ),
+    ] = None,
+    reveal_days: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            help="write only the first days' events: campaign rounds (propensity respond) "
+            "reveal the rest [default: every day]",
+        ),
+    ] = None,
     as_json: JsonOption = False,
 ) -> None:
     """Write realistic simulated events, contacts and ground truth (deterministic by seed)."""
+    from dataclasses import replace
+
     from features.simulation import SimulationConfig
     from features.simulation import simulate as run_simulation
     from features.simulation.writer import write_simulation
 
     settings = _settings()
     target = out_dir or settings.data_dir / "simulated"
+    if reveal_days is not None and reveal_days > days:
+        raise _fail(f"--reveal-days {reveal_days} is more than --days {days}")
+    try:
+        base = (
+            SimulationConfig.from_json(knobs.read_text(encoding="utf-8"))
+            if knobs
+            else SimulationConfig()
+        )
+    except (OSError, ValueError, TypeError) as problem:
+        raise _fail(f"{knobs}: {problem}") from None
     with err.status(f"simulating {visitors:,} visitors over {days} days"):
-        config = SimulationConfig(visitors=visitors, days=days, seed=seed)
+        config = replace(base, visitors=visitors, days=days, seed=seed)
         data = run_simulation(config)
-        files = write_simulation(data, target, fmt, config)
+        until = None if reveal_days is None else config.start + timedelta(days=reveal_days)
+        files = write_simulation(data, target, fmt, config, reveal_until=until)
     summary = {
         "events": data.events.height,
         "visitors": data.events.get_column("visitor_id").n_unique(),
@@ -350,6 +380,41 @@ def _run_outcome_window(settings: Settings, run: str | None) -> timedelta:
     folder = run_dir_of(jobs.serving_paths(settings).scoring_dir, run)
     summary = json.loads((folder / "summary.json").read_text())
     return jobs.outcome_window(settings, str(summary["model_version"]))
+
+
+@app.command()
+def respond(
+    run: Annotated[
+        str | None, typer.Option(help="scoring run to play [default: the latest run]")
+    ] = None,
+    simulation: Annotated[
+        Path | None,
+        typer.Option(help="folder of propensity simulate [default: DATA_DIR/simulated]"),
+    ] = None,
+    horizon_days: Annotated[
+        float | None,
+        typer.Option(help="outcome window [default: the scoring model's label window]"),
+    ] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Simulated shops only: contact the visitors a run routed to email or ads, and write
+    what the shop does next (purchases caused and prevented) as events to ingest."""
+    from propensity.campaign_rounds import respond as run_round
+    from serving.model.registry import ModelUnavailable
+
+    settings = _settings()
+    folder = simulation or settings.data_dir / "simulated"
+    window = timedelta(days=horizon_days) if horizon_days else None
+    try:
+        with err.status("campaign round: contacts, responses, the window's events"):
+            summary = run_round(settings, folder, run_id=run, horizon=window)
+    except (FileNotFoundError, ValueError, ModelUnavailable) as problem:
+        raise _fail(str(problem)) from None
+    if as_json:
+        _emit_json(summary.to_dict())
+        return
+    out.print(round_table(summary))
+    out.print(f"next: propensity ingest {summary.files['events']}", soft_wrap=True)
 
 
 @app.command()

@@ -13,6 +13,7 @@ from rich.table import Table
 from features.ingest.pipeline import IngestReport
 
 if TYPE_CHECKING:
+    from propensity.campaign_rounds import RoundSummary
     from serving.batch.outputs import ScoringSummary
     from serving.campaign.statistics import SegmentMeasurement
 
@@ -138,4 +139,26 @@ def measurement_table(segments: list[SegmentMeasurement], title: str) -> Table:
                 style="bold" if mean.significant else None,
             )  # fmt: skip
     table.caption = "95% intervals by default; bold: significant at the chosen level"
+    return table
+
+
+def round_table(summary: RoundSummary) -> Table:
+    """Per channel: contacted, orders caused and prevented, and the true effect."""
+    table = Table(
+        title=f"campaign round {summary.run_id}\noutcomes {summary.as_of:%Y-%m-%d %H:%M} .. "
+        f"{summary.window_end:%Y-%m-%d %H:%M} UTC",
+        title_justify="left",
+    )
+    for name in ("channel", "contacted", "caused", "prevented", "true effect", "true buyers"):
+        table.add_column(name, justify="left" if name == "channel" else "right")
+    for channel, contacted in summary.contacted.items():
+        table.add_row(
+            channel,
+            f"{contacted:,}",
+            f"{summary.caused[channel]:,}",
+            f"{summary.prevented[channel]:,}",
+            f"{summary.true_mean_effect[channel] * 100:+.2f} pp",
+            f"{summary.true_incremental_buyers[channel]:+,.1f}",
+        )
+    table.caption = "true effect: mean Δp among the contacted; true buyers: its sum"
     return table

@@ -14,12 +14,12 @@ from dataclasses import dataclass, replace
 import numpy as np
 import polars as pl
 
-from features.simulation.catalog import draw_catalog
+from features.simulation.catalog import Catalog, draw_catalog
 from features.simulation.config import SimulationConfig
 from features.simulation.events import expand_events
 from features.simulation.frames import contacts_frame, events_frame
 from features.simulation.sessions import draw_sessions
-from features.simulation.visitors import draw_visitors, truth_frame, visitor_ids
+from features.simulation.visitors import Visitors, draw_visitors, truth_frame, visitor_ids
 
 #: Visitors in the pilot run that ``events_for_target`` uses to measure events per visitor.
 PILOT_VISITORS = 20_000
@@ -41,20 +41,43 @@ class SimulatedData:
     truth: pl.DataFrame
 
 
+#: Random streams by stage, spawned from the seed: independent, so that e.g. a bigger
+#: catalog leaves visitors unchanged, and a campaign round leaves the shop's own events be.
+STREAMS = ("visitors", "catalog", "sessions", "events", "contacts", "traits", "campaigns")
+
+
+def stream(config: SimulationConfig, name: str, *key: int) -> np.random.Generator:
+    """The random stream of stage ``name`` (with ``key``: a sub-stream of it, e.g. a round)."""
+    child = STREAMS.index(name)
+    return np.random.default_rng(np.random.SeedSequence(config.seed, spawn_key=(child, *key)))
+
+
+@dataclass(frozen=True)
+class World:
+    """The shop's latent side: visitors and catalog, the same for a config every time."""
+
+    visitors: Visitors
+    catalog: Catalog
+    ids: pl.Series
+
+
+def world(config: SimulationConfig) -> World:
+    return World(
+        draw_visitors(config, stream(config, "visitors")),
+        draw_catalog(config, stream(config, "catalog")),
+        visitor_ids(config.visitors),
+    )
+
+
 def simulate(config: SimulationConfig) -> SimulatedData:
     """Draw visitors, their sessions and events; the same config gives the same data."""
-    # Independent streams per stage, so that e.g. a bigger catalog leaves visitors unchanged.
-    visitor_rng, catalog_rng, session_rng, event_rng, contact_rng = np.random.default_rng(
-        config.seed
-    ).spawn(5)
-    visitors = draw_visitors(config, visitor_rng)
-    catalog = draw_catalog(config, catalog_rng)
-    sessions = draw_sessions(config, visitors, session_rng)
-    parts = expand_events(config, visitors, sessions, catalog, event_rng)
-    ids = visitor_ids(config.visitors)
+    shop = world(config)
+    visitors, catalog, ids = shop.visitors, shop.catalog, shop.ids
+    sessions = draw_sessions(config, visitors, stream(config, "sessions"))
+    parts = expand_events(config, visitors, sessions, catalog, stream(config, "events"))
     return SimulatedData(
         events=events_frame(parts, catalog, ids, visitors, config),
-        contacts=contacts_frame(config, visitors, ids, contact_rng),
+        contacts=contacts_frame(config, visitors, ids, stream(config, "contacts")),
         truth=truth_frame(visitors, ids, config),
     )
 

@@ -1,0 +1,86 @@
+"""Campaign rounds on a simulated shop, through the CLI as a user runs them: simulate part of
+the period, ingest, train, promote, score, respond, ingest what the shop did next, measure;
+then a second round on the grown lake."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+import pytest
+from typer.testing import CliRunner
+
+from propensity.cli import app
+
+pytestmark = pytest.mark.slow
+runner = CliRunner()
+
+
+def _env(data_dir: Path) -> dict[str, str]:
+    return {
+        "PROPENSITY_DATA_DIR": str(data_dir),
+        "PROPENSITY_LOG_LEVEL": "WARNING",
+        "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",
+        "PROPENSITY_SNAPSHOTS__LOOKBACK": "P21D",
+        "PROPENSITY_SNAPSHOTS__SLIDE": "P7D",
+        "PROPENSITY_SNAPSHOTS__HORIZON": "P7D",
+        "PROPENSITY_TRAINING__N_ESTIMATORS": "80",
+        # Half of the email audience held out, so that one round can show the effect.
+        "PROPENSITY_SERVING__ROUTING__EMAIL__HOLDOUT_SHARE": "0.5",
+    }
+
+
+def _run(data_dir: Path, *args: str) -> Any:
+    result = runner.invoke(app, [*args, "--json"], env=_env(data_dir))
+    assert result.exit_code == 0, result.output
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def test_two_campaign_rounds_measure_what_the_shop_did(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    sim = data / "simulated"
+    _run(data, "simulate", "--visitors", "20000", "--days", "75", "--reveal-days", "60")
+    _run(data, "ingest", str(sim / "events.csv"))
+    _run(data, "ingest", str(sim / "contacts.csv"), "--format", "contacts")
+    _run(data, "train")
+    _run(data, "promote")
+
+    first_score = _run(data, "score")
+    first = _run(data, "respond")
+    assert first["run_id"] == first_score["run_id"]
+    assert first["contacted"]["email"] > 0 and first["caused"]["email"] > 0
+    # Only visitors the run routed to a channel got caused purchases.
+    scores = pl.read_parquet(first_score["files"]["scores"])
+    routed = set(scores.filter(pl.col("route") == "email_remarketing")["visitor_id"])
+    events = pl.read_csv(first["files"]["events"])
+    caused = events.filter(pl.col("transaction_id").str.starts_with("c").fill_null(False))
+    assert set(caused["visitor_id"]) <= routed
+    effects = pl.read_parquet(first["files"]["effects"])
+    assert set(effects.filter(pl.col("channel") == "email")["visitor_id"]) == routed
+
+    ingested = _run(data, "ingest", first["files"]["events"])
+    assert ingested["accepted"] == events.height and not ingested["quarantined"]
+    measured = _run(data, "measure")
+    email = next(
+        s
+        for s in measured["segments"]
+        if s["by"] == "route_group" and s["segment"] == "email_remarketing"
+    )
+    converted = next(r for r in email["rates"] if r["outcome"] == "converted")
+    # The interval of the measured effect holds the true mean effect among the emailed.
+    truth = first["true_mean_effect"]["email"]
+    assert truth > 0
+    assert converted["difference_low"] <= truth <= converted["difference_high"]
+
+    # Responding twice to one run would reveal the window twice: refused.
+    again = runner.invoke(app, ["respond"], env=_env(data))
+    assert again.exit_code == 1 and "revealed up to" in again.output
+
+    second_score = _run(data, "score")
+    second = _run(data, "respond")
+    assert second["run_id"] == second_score["run_id"] != first["run_id"]
+    assert second["as_of"] > first["as_of"]
+    rounds = json.loads((sim / "rounds.json").read_text())
+    assert [r["run_id"] for r in rounds["rounds"]] == [first["run_id"], second["run_id"]]
