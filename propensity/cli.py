@@ -22,6 +22,7 @@ from propensity.logs import configure_logging
 from propensity.settings import Settings
 from propensity.views import (
     ingest_table,
+    lift_table,
     measurement_table,
     metrics_table,
     progress_bar,
@@ -290,6 +291,7 @@ def score(
                 settings.serving, jobs.serving_paths(settings), as_of=moment, engine=engine,
                 on_progress=advance,
                 spark=jobs.spark_session(settings) if engine == "spark" else None,
+                lift=jobs.scoring_lift(settings),
             )  # fmt: skip
     except (FileNotFoundError, ValueError, LookupError, ModelUnavailable) as problem:
         raise _fail(str(problem)) from None
@@ -383,6 +385,44 @@ def _run_outcome_window(settings: Settings, run: str | None) -> timedelta:
 
 
 @app.command()
+def lift(
+    show: Annotated[
+        bool, typer.Option(help="show the live fit instead of fitting a new one")
+    ] = False,
+    until: Annotated[
+        datetime | None,
+        typer.Option(
+            help="the lake holds every event up to this time [default: its latest event]: "
+            "runs whose outcome window ends by then are used"
+        ),
+    ] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Learn each channel's lift (what a contact adds to the purchase probability, by score
+    band) from the holdouts of every run whose outcomes are in; the next scoring run uses it."""
+    from propensity import jobs
+    from serving.campaign.fits import latest_fit
+    from serving.model.registry import ModelUnavailable
+
+    settings = _settings()
+    try:
+        if show:
+            model = latest_fit(settings.outputs_dir)
+            if model is None:
+                raise ValueError("no lift fitted yet: run propensity lift")
+        else:
+            with err.status("learning the lift from the runs' holdouts"):
+                complete = until.replace(tzinfo=until.tzinfo or UTC) if until else None
+                model = jobs.fitted_lift(settings, complete)
+    except (FileNotFoundError, ValueError, ModelUnavailable) as problem:
+        raise _fail(str(problem)) from None
+    if as_json:
+        _emit_json(model.to_dict())
+        return
+    out.print(lift_table(model))
+
+
+@app.command()
 def respond(
     run: Annotated[
         str | None, typer.Option(help="scoring run to play [default: the latest run]")
@@ -415,6 +455,10 @@ def respond(
         return
     out.print(round_table(summary))
     out.print(f"next: propensity ingest {summary.files['events']}", soft_wrap=True)
+    out.print(
+        f"then: propensity measure, propensity lift --until {summary.window_end.isoformat()}",
+        soft_wrap=True,
+    )
 
 
 @app.command()

@@ -5,6 +5,7 @@ The one place that knows every package; each function is a few calls into them.
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -21,6 +22,7 @@ from features.lake import scan_events
 from features.snapshots import SnapshotConfig, build_snapshots
 from propensity.settings import Settings
 from serving.model.registry import ModelUnavailable, registered_contract
+from serving.policy.lift import LiftModel
 from serving.settings import ServingPaths
 from training.tracking import resolve_store
 from training.train import TrainingResult, train_from_snapshots
@@ -205,3 +207,34 @@ def spark_session(settings: Settings) -> SparkSession:
 
     spark = settings.spark
     return start(spark.master, remote=spark.remote, conf=spark.conf)
+
+
+def fitted_lift(settings: Settings, complete_until: datetime | None = None) -> LiftModel:
+    """The lift of each channel learned from every run whose outcomes are in (the lake being
+    complete up to ``complete_until``, default its latest event), saved as the live fit
+    (``serving.campaign``); ``ValueError`` when no run has taught anything yet."""
+    from serving.campaign.fits import save_fit
+    from serving.campaign.lift import fit_lift
+    from serving.campaign.runs import measured_units
+
+    paths = serving_paths(settings)
+    window = functools.cache(lambda version: outcome_window(settings, version))
+    units, runs = measured_units(
+        paths.scoring_dir, settings.lake_dir, settings.serving.routing, window, complete_until
+    )
+    if units.is_empty():
+        raise ValueError(
+            "no scoring run has its outcomes in yet: score, let the outcome window pass (on a "
+            "simulated shop: propensity respond, then ingest its events), then propensity lift"
+        )
+    model = fit_lift(units, settings.serving.routing, settings.lift, runs)
+    save_fit(model, paths.outputs_dir)
+    return model
+
+
+def scoring_lift(settings: Settings) -> LiftModel | None:
+    """The lift the next scoring run values contacts with: the live fit, unless switched off
+    (``LIFT__USE``) or not fitted yet (None: the policy's assumption)."""
+    from serving.campaign.fits import latest_fit
+
+    return latest_fit(settings.outputs_dir) if settings.lift.use else None

@@ -15,6 +15,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from features.definitions import FeatureConfig
 from features.sharding import DEFAULT_EVENTS_PER_SHARD
+from serving.campaign.lift import LiftSettings
 from serving.campaign.statistics import MeasurementSettings
 from serving.monitoring.drift import MonitoringSettings
 from serving.settings import ServingSettings
@@ -117,6 +118,7 @@ class Settings(BaseSettings):
     training: TrainingSettings = TrainingSettings()
     serving: ServingSettings = ServingSettings()
     measurement: MeasurementSettings = MeasurementSettings()
+    lift: LiftSettings = LiftSettings()
     monitoring: MonitoringSettings = MonitoringSettings()
     retrain: RetrainSettings = RetrainSettings()
 

@@ -16,6 +16,7 @@ if TYPE_CHECKING:
     from propensity.campaign_rounds import RoundSummary
     from serving.batch.outputs import ScoringSummary
     from serving.campaign.statistics import SegmentMeasurement
+    from serving.policy.lift import LiftModel
 
 
 @contextmanager
@@ -161,4 +162,27 @@ def round_table(summary: RoundSummary) -> Table:
             f"{summary.true_incremental_buyers[channel]:+,.1f}",
         )
     table.caption = "true effect: mean Δp among the contacted; true buyers: its sum"
+    return table
+
+
+def lift_table(model: LiftModel) -> Table:
+    """Per channel and score band: the learned Δp with its interval, the measurement and
+    the assumption it was shrunk toward, in percentage points."""
+    table = Table(title=f"lift {model.fit_id} from {len(model.runs)} run(s)", title_justify="left")
+    for name in ("channel", "score band", "treated/control", "measured", "assumed", "learned"):
+        table.add_column(name, justify="left" if name == "channel" else "right")
+    for channel, lift in model.channels.items():
+        for band in lift.bands:
+            measured = "-" if band.observed is None else f"{band.observed * 100:+.2f}"
+            table.add_row(
+                channel,
+                f"{band.lo:.4f}-{band.hi:.4f}",
+                f"{band.treated:,}/{band.control:,}",
+                measured,
+                f"{band.prior * 100:+.2f}",
+                f"{band.delta * 100:+.2f} [{band.low * 100:+.2f}, {band.high * 100:+.2f}]",
+            )
+    table.caption = (
+        f"Δp in pp; {model.confidence:.0%} intervals; plot: lift/{model.fit_id}/lift.png"
+    )
     return table

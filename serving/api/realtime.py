@@ -3,7 +3,8 @@ by name), then the same ``score_and_route`` the batch job runs, on one row. Feat
 computed with the loaded model's feature configuration, as the batch job computes them.
 
 The budget of a run cannot be re-decided for one visitor, so ads are admitted at or above
-the EV floor at which the last batch run's budget ran out (no floor: not binding). Deciles
+the EV floor at which the last batch run's budget ran out (no floor: not binding), and
+contacts are valued with the lift the last batch run used (measured or assumed). Deciles
 use the last run's cut points, so a real-time decile means the same as a batch one.
 """
 
@@ -22,6 +23,7 @@ from features.online import OnlineFeatureEvaluator
 from serving.model.registry import LoadedModel
 from serving.model.scoring import ROUTING_FEATURES, decile_of, model_columns, score_and_route
 from serving.model.spec import top_contributions
+from serving.policy.lift import LiftModel
 from serving.policy.routing import REASONS, ROUTES
 from serving.settings import ServingSettings
 from serving.store.base import RunInfo, StoredRecord
@@ -71,6 +73,7 @@ class RealTimeScorer:
             loaded.feature_config, only={*loaded.model.feature_names, *ROUTING_FEATURES}
         )
         self._position = {name: i for i, name in enumerate(FEATURE_COLUMNS)}
+        self._lifts: dict[str, LiftModel] = {}
 
     def features_from_events(
         self, events: Sequence[Mapping[str, Any]], as_of: datetime
@@ -132,6 +135,7 @@ class RealTimeScorer:
             ads_consent=np.array([v.contact.ads_consent for v in visitors], dtype=object),
             policy=self.settings.routing,
             ads_ev_floor=floor,
+            lift=self._lift(run),
             columns=self.columns,
         )
         deciles = decile_of(scored.score, run.decile_cuts if run else ()).tolist()
@@ -166,6 +170,15 @@ class RealTimeScorer:
                 strict=True,
             )
         ]
+
+    def _lift(self, run: RunInfo | None) -> LiftModel | None:
+        """The measured lift the live run routed with, read once per fit."""
+        if run is None or run.lift is None:
+            return None
+        fit_id = str(run.lift["fit_id"])
+        if fit_id not in self._lifts:
+            self._lifts = {fit_id: LiftModel.from_dict(run.lift)}
+        return self._lifts[fit_id]
 
     def model_inputs(self, features: np.ndarray) -> np.ndarray:
         """The model's input matrix of feature rows (``FEATURE_COLUMNS`` order)."""

@@ -46,6 +46,7 @@ from serving.batch.outputs import (
 from serving.batch.scored import routed_frame, scored_frame
 from serving.batch.spark import score_on_spark
 from serving.model.registry import LoadedModel, load_registered_model
+from serving.policy.lift import LiftModel
 from serving.settings import ServingPaths, ServingSettings
 from serving.store.backends import open_store
 from serving.store.base import RunInfo, ScoreStore
@@ -86,9 +87,13 @@ def model_features(
     return build_features(lake_dir, as_of, engine=engine, config=loaded.feature_config, spark=spark)
 
 
-def run_name(as_of: datetime, model_version: str, settings: ServingSettings) -> str:
+def run_name(
+    as_of: datetime, model_version: str, settings: ServingSettings, lift: LiftModel | None = None
+) -> str:
+    """``<as_of>-v<model version>-<policy fingerprint>[-<lift fit>]``: what decided the run."""
     policy = settings.routing.fingerprint()
-    return f"{as_of.astimezone(UTC):%Y%m%dT%H%M%S%fZ}-v{model_version}-{policy}"
+    name = f"{as_of.astimezone(UTC):%Y%m%dT%H%M%S%fZ}-v{model_version}-{policy}"
+    return name if lift is None else f"{name}-{lift.fit_id}"
 
 
 def _publish_chunks(
@@ -110,6 +115,7 @@ def score_visitors(
     scored_at: datetime | None = None,
     on_progress: Progress | None = None,
     spark: SparkSession | None = None,
+    lift: LiftModel | None = None,
 ) -> ScoringSummary:
     """Score, route and publish every visitor active before ``as_of`` (see module doc).
 
@@ -136,6 +142,7 @@ def score_visitors(
             scored_at or datetime.now(UTC),
             on_progress or (lambda _: None),
             spark,
+            lift,
         )
     finally:
         if own_store:
@@ -162,8 +169,9 @@ def _run(
     scored_at: datetime,
     progress: Progress,
     spark: SparkSession | None,
+    lift: LiftModel | None,
 ) -> ScoringSummary:
-    name = run_name(as_of, loaded.info.version, settings)
+    name = run_name(as_of, loaded.info.version, settings, lift)
     run_dir = paths.scoring_dir / name
     current = store.current_run()
     if (run_dir / "summary.json").exists() and current is not None and current.run_id == name:
@@ -174,12 +182,13 @@ def _run(
     features = model_features(paths.lake_dir, as_of, loaded, engine=engine, spark=spark)
     contacts = read_contacts(paths.lake_dir)
     if isinstance(features, pl.LazyFrame):
-        scored, cuts, floor = scored_frame(collect(features), contacts, loaded, settings, progress)
+        frame = collect(features)
+        scored, cuts, floor = scored_frame(frame, contacts, loaded, settings, progress, lift)
     else:  # Spark: score and explain on the executors, route the run here
         explain = settings.top_features if settings.batch_contributions else 0
         narrow = score_on_spark(features, loaded.model, explain)
         progress(narrow.height)
-        scored, cuts, floor = routed_frame(narrow, contacts, settings)
+        scored, cuts, floor = routed_frame(narrow, contacts, settings, lift)
     scored = scored.with_columns(
         pl.lit(loaded.info.version).alias("model_version"),
         pl.lit(as_of).alias("as_of"),
@@ -194,6 +203,7 @@ def _run(
         decile_cuts=tuple(cuts.tolist()),
         ads_ev_floor=floor,
         feature_config=config,
+        lift=None if lift is None else lift.to_dict(),
     )
     _remove_dead_staging(paths.scoring_dir, name)
     staging = run_dir.with_name(f".{name}.{os.getpid()}.partial")

@@ -22,6 +22,7 @@ SCORE_COLUMNS = (
     "score",
     "decile",
     "route",
+    "channel",
     "reason",
     "expected_value",
     "model_version",

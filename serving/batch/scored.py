@@ -25,6 +25,7 @@ from serving.model.scoring import (
     score_features,
 )
 from serving.model.spec import top_contributions
+from serving.policy.lift import LiftModel
 from serving.settings import ServingSettings
 
 if TYPE_CHECKING:
@@ -76,6 +77,7 @@ def scored_frame(
     loaded: LoadedModel,
     settings: ServingSettings,
     progress: Progress,
+    lift: LiftModel | None = None,
 ) -> tuple[pl.DataFrame, np.ndarray, float | None]:
     matrix = np.ascontiguousarray(
         features.select(pl.col(c).cast(pl.Float64) for c in FEATURE_COLUMNS).to_numpy(),
@@ -89,14 +91,18 @@ def scored_frame(
         scored = scored.with_columns(
             _top_features(loaded, matrix, settings.top_features, settings.batch_chunk_rows)
         )
-    return routed_frame(scored, contacts, settings)
+    return routed_frame(scored, contacts, settings, lift)
 
 
 def routed_frame(
-    scored: pl.DataFrame, contacts: pl.DataFrame, settings: ServingSettings
+    scored: pl.DataFrame,
+    contacts: pl.DataFrame,
+    settings: ServingSettings,
+    lift: LiftModel | None = None,
 ) -> tuple[pl.DataFrame, np.ndarray, float | None]:
     """Route a whole run: ``scored`` holds ``visitor_id``, ``score``, ``ROUTING_FEATURES`` and
-    optionally ``top_features``; the output frame, the decile cuts and the ads EV floor."""
+    optionally ``top_features``; the output frame, the decile cuts and the ads EV floor.
+    ``lift``: the measured lift to value contacts with (None: the policy's assumed one)."""
     visitors = scored.join(contacts, on="visitor_id", how="left", maintain_order="left")
     visitors = visitors.with_columns(
         pl.col("email_status").fill_null("unknown"), pl.col("ads_consent").fill_null("unknown")
@@ -113,6 +119,7 @@ def routed_frame(
         email_status=visitors.get_column("email_status").to_numpy(),
         ads_consent=visitors.get_column("ads_consent").to_numpy(),
         policy=settings.routing,
+        lift=lift,
     )
     cuts = decile_cuts(score)
     top = visitors.get_column("top_features") if "top_features" in visitors.columns else None
@@ -120,6 +127,7 @@ def routed_frame(
         pl.Series("score", score),
         pl.Series("decile", decile_of(score, cuts)),
         pl.Series("route", routed.route_names().astype(str)),
+        pl.Series("channel", routed.channel_names().tolist(), dtype=pl.String),
         pl.Series("reason", routed.reason_names().astype(str)),
         pl.Series("expected_value", routed.expected_value),
         top if top is not None else pl.lit(None).alias("top_features"),

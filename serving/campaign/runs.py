@@ -17,6 +17,7 @@ otherwise left out of the per-route comparisons. If the policy has changed since
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -100,7 +101,10 @@ def intended_channel(
     scores: pl.DataFrame, contacts: pl.DataFrame, policy: RoutingPolicy
 ) -> pl.Series:
     """Per visitor: the channel route a contacted visitor got, or the one a held-out visitor
-    was held from (null when it cannot be told, and for visitors not routed to a channel)."""
+    was held from (null when it cannot be told, and for visitors not routed to a channel).
+    Runs record it (``channel``); for older ones it is recovered from the holdout draws."""
+    if "channel" in scores.columns:
+        return scores.get_column("channel").alias("channel")
     route = scores.get_column("route").to_numpy().astype(str)
     draws = holdout_draws(scores.get_column("visitor_id"), policy.campaign_salt)
     under_email = draws["email"] < policy.email.holdout_share
@@ -147,7 +151,9 @@ def measure_scoring_run(
     if scores.is_empty():
         raise ValueError(f"{folder}: the run scored nobody")
     as_of: datetime = scores.get_column("as_of")[0]
-    matches = folder.name.endswith(f"-{policy.fingerprint()}")
+    # The run's channels are known when it recorded them, or when the policy that drew its
+    # holdout is the current one (its id holds the policy's fingerprint).
+    matches = "channel" in scores.columns or f"-{policy.fingerprint()}" in folder.name
     if matches:
         channel = intended_channel(scores, read_contacts(lake_dir), policy)
     else:
@@ -172,3 +178,51 @@ def read_units(path: Path) -> pl.DataFrame:
     if path.suffix == ".parquet" or path.is_dir():
         return pl.read_parquet(path)
     return pl.read_csv(path, infer_schema_length=None)
+
+
+def measured_units(
+    scoring_dir: Path,
+    lake_dir: Path,
+    policy: RoutingPolicy,
+    window_of: Callable[[str], timedelta],
+    complete_until: datetime | None = None,
+) -> tuple[pl.DataFrame, list[str]]:
+    """What every run with its outcomes in teaches about the contacts: one row per visitor
+    routed to a channel or held out from one (``run_id, channel, treated, score,
+    converted``), and the runs used. A run counts once its outcome window (``window_of`` its
+    model version) ends by the time the lake is complete up to (``complete_until``; default:
+    its latest event) and its channels are known."""
+    latest = complete_until or (
+        scan_events(lake_dir).select(pl.col("event_time").max()).collect().item()
+    )
+    contacts = read_contacts(lake_dir)
+    frames, used = [], []
+    for summary_file in sorted(scoring_dir.glob("*/summary.json")):
+        summary = orjson.loads(summary_file.read_bytes())
+        as_of = datetime.fromisoformat(summary["as_of"])
+        horizon = window_of(str(summary["model_version"]))
+        folder = summary_file.parent
+        if latest is None or latest < as_of + horizon:
+            continue
+        scores = pl.read_parquet(folder / "scores.parquet")
+        if "channel" not in scores.columns and f"-{policy.fingerprint()}" not in folder.name:
+            log.warning("%s: its holdout's channels are unknown; not used", folder.name)
+            continue
+        channel = intended_channel(scores, contacts, policy)
+        units = campaign_units(
+            scores.with_columns(channel), observed_outcomes(lake_dir, as_of, horizon)
+        )
+        frames.append(
+            units.filter(pl.col("route_group").is_not_null()).select(
+                pl.lit(folder.name).alias("run_id"),
+                pl.col("route_group").alias("channel"),
+                "treated",
+                "score",
+                pl.col("converted").cast(pl.Int64),
+            )
+        )
+        used.append(folder.name)
+    schema = {"run_id": pl.String, "channel": pl.String, "treated": pl.Boolean,
+              "score": pl.Float64, "converted": pl.Int64}  # fmt: skip
+    units = pl.concat(frames) if frames else pl.DataFrame(schema=schema)
+    return units, used

@@ -16,6 +16,7 @@ import numpy.typing as npt
 from features.definitions import FEATURE_COLUMNS
 from serving.model.spec import Matrix, ScoringModel
 from serving.policy.holdout import VisitorIds
+from serving.policy.lift import LiftModel
 from serving.policy.routing import RoutedBatch, RoutingInputs, RoutingPolicy, route_batch
 
 #: The features routing reads besides the score (days since purchase, order value).
@@ -68,6 +69,7 @@ def route_scored(
     ads_consent: npt.NDArray[np.object_],
     policy: RoutingPolicy,
     ads_ev_floor: float | None = None,
+    lift: LiftModel | None = None,
 ) -> RoutedBatch:
     """The routing decisions of scored visitors, routing inputs read from their features."""
     return route_visitors(
@@ -79,6 +81,7 @@ def route_scored(
         ads_consent=ads_consent,
         policy=policy,
         ads_ev_floor=ads_ev_floor,
+        lift=lift,
     )
 
 
@@ -92,6 +95,7 @@ def route_visitors(
     ads_consent: npt.NDArray[np.object_],
     policy: RoutingPolicy,
     ads_ev_floor: float | None = None,
+    lift: LiftModel | None = None,
 ) -> RoutedBatch:
     """The routing step of every path: scores, the ``ROUTING_FEATURES`` and contactability
     in, decisions out (the batch job passes columns, ``route_scored`` a feature matrix)."""
@@ -103,7 +107,7 @@ def route_visitors(
         days_since_last_purchase=days_since_last_purchase,
         order_value=order_value,
     )
-    return route_batch(inputs, policy, ads_ev_floor=ads_ev_floor)
+    return route_batch(inputs, policy, ads_ev_floor=ads_ev_floor, lift=lift)
 
 
 def routing_inputs(
@@ -134,6 +138,7 @@ def score_and_route(
     ads_consent: npt.NDArray[np.object_],
     policy: RoutingPolicy,
     ads_ev_floor: float | None = None,
+    lift: LiftModel | None = None,
     columns: npt.NDArray[np.intp] | None = None,
     threads: int = 1,
 ) -> ScoredBatch:
@@ -147,6 +152,7 @@ def score_and_route(
         ads_consent=ads_consent,
         policy=policy,
         ads_ev_floor=ads_ev_floor,
+        lift=lift,
     )
     return ScoredBatch(score, routed)
 

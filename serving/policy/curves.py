@@ -3,8 +3,8 @@
 The curves a marketer reads to pick an ad budget or a threshold. Each point is the real
 ``route_batch`` on the same scored visitors with one setting changed, so the curve is what
 the batch job would do, holdout included. Expected incremental conversions of a contacted
-visitor are ``score × incremental_lift`` of their channel (the policy's own assumption:
-measure it with ``propensity measure``); margin is that times order value and margin share.
+visitor are their channel's ``Δp`` (``serving.policy.lift``: measured, or the policy's
+assumption ``score × incremental_lift``); margin is that times order value and margin share.
 
 Pure: ``RoutingInputs`` come from ``serving.batch.population``, which scores the lake's
 visitors with a model as of a moment.
@@ -17,6 +17,7 @@ from collections.abc import Sequence
 import numpy as np
 import polars as pl
 
+from serving.policy.lift import LiftModel, incremental_probability
 from serving.policy.routing import (
     ADS,
     EMAIL,
@@ -29,20 +30,25 @@ from serving.policy.routing import (
 )
 
 
-def policy_outcome(inputs: RoutingInputs, policy: RoutingPolicy) -> dict[str, float]:
+def policy_outcome(
+    inputs: RoutingInputs, policy: RoutingPolicy, lift: LiftModel | None = None
+) -> dict[str, float]:
     """Contacts, cost and expected incremental conversions and margin of one policy."""
-    return outcome_of(route_batch(inputs, policy), inputs, policy)
+    return outcome_of(route_batch(inputs, policy, lift=lift), inputs, policy, lift)
 
 
 def outcome_of(
-    decided: RoutedBatch, inputs: RoutingInputs, policy: RoutingPolicy
+    decided: RoutedBatch,
+    inputs: RoutingInputs,
+    policy: RoutingPolicy,
+    lift: LiftModel | None = None,
 ) -> dict[str, float]:
     value = np.where(np.isnan(inputs.order_value), policy.default_order_value, inputs.order_value)
     row: dict[str, float] = {"holdout": float(np.count_nonzero(decided.route == HOLDOUT))}
     conversions = margin = cost = 0.0
     for name, code, channel in (("email", EMAIL, policy.email), ("ads", ADS, policy.ads)):
         sent = decided.route == code
-        gained = inputs.score[sent] * channel.incremental_lift
+        gained = incremental_probability(inputs.score[sent], name, channel.incremental_lift, lift)
         row[f"{name}_contacts"] = float(np.count_nonzero(sent))
         row[f"{name}_conversions"] = float(gained.sum())
         conversions += float(gained.sum())

@@ -7,11 +7,14 @@ expected-value floor at which the last batch run's budget ran out.
 
 Expected value of contacting a visitor through a channel, in currency:
 
-    EV = p * incremental_lift * order_value * margin - cost_per_contact
+    EV = Δp * order_value * margin - cost_per_contact
 
-``p`` is the calibrated purchase probability, ``incremental_lift`` the assumed relative rise
-in that probability caused by the contact (0.05: a contact turns p = 0.20 into 0.21), and
-``order_value`` the visitor's own average order value where known, else the policy default.
+``Δp`` is how much the contact raises the visitor's purchase probability
+(``serving.policy.lift``): measured on the holdouts of past runs where a ``LiftModel`` is
+given, else the assumption ``p * incremental_lift`` (``p`` the calibrated purchase
+probability, ``incremental_lift`` the assumed relative rise: 0.05 turns p = 0.20 into 0.21).
+``order_value`` is the visitor's own average order value where known, else the policy
+default.
 
 Decision, in order: no channel the visitor consented to -> ``none``/``no_consent``; a purchase
 within ``suppression_days`` -> ``none``/``recent_purchase``; no consented channel worth more
@@ -33,6 +36,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from features.events.schema import AdsConsent, EmailStatus
 from serving.policy.holdout import VisitorIds, holdout_draws
+from serving.policy.lift import LiftModel
 
 Route = Literal["none", "email_remarketing", "ad_retargeting", "holdout"]
 Reason = Literal[
@@ -130,9 +134,18 @@ class RoutedBatch:
     #: EV of the last visitor the ad budget admitted when the budget bound, else None. The
     #: real-time path admits ads at or above it.
     ads_ev_floor: float | None
+    #: The channel route each visitor was sent to or held out from (codes EMAIL, ADS; NONE
+    #: for the rest): what measuring the run compares a holdout with.
+    channel: npt.NDArray[np.int8] | None = None
 
     def route_names(self) -> npt.NDArray[np.str_]:
         return np.asarray(ROUTES)[self.route]
+
+    def channel_names(self) -> npt.NDArray[np.object_]:
+        """``email_remarketing`` / ``ad_retargeting`` per visitor, None where neither."""
+        names = np.array([None, ROUTES[EMAIL], ROUTES[ADS], None], dtype=object)
+        codes = self.channel if self.channel is not None else np.zeros(len(self.route), np.int8)
+        return names[codes]
 
     def reason_names(self) -> npt.NDArray[np.str_]:
         return np.asarray(REASONS)[self.reason]
@@ -145,13 +158,20 @@ class RoutingDecision:
     expected_value: float
 
 
-def expected_values(inputs: RoutingInputs, policy: RoutingPolicy) -> tuple[FloatArray, FloatArray]:
+def expected_values(
+    inputs: RoutingInputs, policy: RoutingPolicy, lift: LiftModel | None = None
+) -> tuple[FloatArray, FloatArray]:
     """(email EV, ads EV) per visitor, in currency."""
     value = np.where(np.isnan(inputs.order_value), policy.default_order_value, inputs.order_value)
-    gain = np.asarray(inputs.score, dtype=np.float64) * value * policy.margin
-    email = gain * policy.email.incremental_lift - policy.email.cost_per_contact
-    ads = gain * policy.ads.incremental_lift - policy.ads.cost_per_contact
-    return email, ads
+    score = np.asarray(inputs.score, dtype=np.float64)
+    values = []
+    for name, channel in (("email", policy.email), ("ads", policy.ads)):
+        if lift is not None and name in lift.channels:
+            gain = lift.channels[name].at(score) * value * policy.margin
+        else:
+            gain = score * value * policy.margin * channel.incremental_lift
+        values.append(gain - channel.cost_per_contact)
+    return values[0], values[1]
 
 
 def _ads_admitted(
@@ -181,13 +201,18 @@ def _ads_admitted(
 
 
 def route_batch(
-    inputs: RoutingInputs, policy: RoutingPolicy, *, ads_ev_floor: float | None = None
+    inputs: RoutingInputs,
+    policy: RoutingPolicy,
+    *,
+    ads_ev_floor: float | None = None,
+    lift: LiftModel | None = None,
 ) -> RoutedBatch:
     """Decide every visitor of a run (see the module docstring for the rules).
 
-    ``ads_ev_floor`` replaces the budget's ranking by a fixed EV floor (the real-time path).
+    ``ads_ev_floor`` replaces the budget's ranking by a fixed EV floor (the real-time path);
+    ``lift``: the measured lift (None: the policy's assumed one).
     """
-    email_ev, ads_ev = expected_values(inputs, policy)
+    email_ev, ads_ev = expected_values(inputs, policy, lift)
     email_ok = np.asarray(inputs.email_status == EmailStatus.SUBSCRIBED.value, dtype=bool)
     ads_ok = np.asarray(inputs.ads_consent == AdsConsent.GRANTED.value, dtype=bool)
     suppressed = np.asarray(inputs.days_since_last_purchase < policy.suppression_days, dtype=bool)
@@ -217,9 +242,10 @@ def route_batch(
     route[to_ads] = ADS
     reason[to_email | to_ads] = EXPECTED_VALUE
     value = np.where(to_email, email_ev, np.where(to_ads, ads_ev, value))
+    channel = route.copy()
     route[held] = HOLDOUT
     reason[held] = HELD_OUT
-    return RoutedBatch(route, reason, np.asarray(value, dtype=np.float64), floor)
+    return RoutedBatch(route, reason, np.asarray(value, dtype=np.float64), floor, channel)
 
 
 def route(
@@ -232,6 +258,7 @@ def route(
     order_value: float | None,
     policy: RoutingPolicy,
     ads_ev_floor: float | None = None,
+    lift: LiftModel | None = None,
 ) -> RoutingDecision:
     """One visitor, now: ``route_batch`` on a single row (so the two cannot drift apart)."""
     inputs = RoutingInputs(
@@ -247,7 +274,7 @@ def route(
     # A single visitor never competes for the budget; without a floor from a batch run the
     # budget is taken as not binding.
     floor = ads_ev_floor if ads_ev_floor is not None else -np.inf
-    decided = route_batch(inputs, policy, ads_ev_floor=floor)
+    decided = route_batch(inputs, policy, ads_ev_floor=floor, lift=lift)
     return RoutingDecision(
         route=ROUTES[int(decided.route[0])],
         reason=REASONS[int(decided.reason[0])],

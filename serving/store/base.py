@@ -22,7 +22,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import NamedTuple, Protocol
+from typing import Any, NamedTuple, Protocol
 
 import orjson
 import polars as pl
@@ -53,6 +53,9 @@ class RunInfo:
     #: The scoring model's feature configuration: its lookback is how far back the run's
     #: stored histories reach (None: a run published before runs recorded it).
     feature_config: FeatureConfig | None = None
+    #: The measured lift the run valued contacts with (``LiftModel.to_dict``; None: the
+    #: policy's assumed lift). The real-time path routes with the same.
+    lift: dict[str, Any] | None = None
 
     def to_json(self) -> bytes:
         config = (
@@ -81,6 +84,7 @@ class RunInfo:
             feature_config=None
             if raw.get("feature_config") is None
             else FeatureConfig.model_validate(raw["feature_config"]),
+            lift=raw.get("lift"),
         )
 
 

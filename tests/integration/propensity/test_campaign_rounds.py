@@ -38,6 +38,41 @@ def _run(data_dir: Path, *args: str) -> Any:
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 
+def _api_routes_as_the_run(data: Path, score: dict[str, Any]) -> None:
+    """The API values a re-scored visitor with the lift of the live run, as the run did."""
+    from datetime import datetime, timedelta
+
+    from fastapi.testclient import TestClient
+
+    from propensity import jobs
+    from propensity.settings import Settings
+    from serving.api.app import create_app
+
+    runs = pl.read_parquet(score["files"]["scores"]).filter(pl.col("route") == "email_remarketing")
+    visitor = runs.row(0, named=True)
+    as_of = datetime.fromisoformat(score["as_of"])
+    keyed = {**_env(data), "PROPENSITY_SERVING__API_KEYS": '["k"]'}
+    with pytest.MonkeyPatch.context() as patch:
+        for name, value in keyed.items():
+            patch.setenv(name, value)
+        settings = Settings()
+        with TestClient(create_app(settings.serving, jobs.serving_paths(settings))) as client:
+            later = (as_of + timedelta(hours=1)).isoformat()
+            answer = client.post(
+                "/v1/events",
+                headers={"X-API-Key": "k"},
+                json={
+                    "visitor_id": visitor["visitor_id"],
+                    "as_of": as_of.isoformat(),
+                    "events": [{"event_time": later, "event_name": "page_view"}],
+                },
+            )
+    assert answer.status_code == 200, answer.text
+    record = answer.json()["score"]
+    assert record["route"] == "email_remarketing"
+    assert record["expected_value"] == pytest.approx(visitor["expected_value"], rel=1e-9)
+
+
 def test_two_campaign_rounds_measure_what_the_shop_did(tmp_path: Path) -> None:
     data = tmp_path / "data"
     sim = data / "simulated"
@@ -78,7 +113,14 @@ def test_two_campaign_rounds_measure_what_the_shop_did(tmp_path: Path) -> None:
     again = runner.invoke(app, ["respond"], env=_env(data))
     assert again.exit_code == 1 and "revealed up to" in again.output
 
+    # The lift learned from the first round's holdout values the next run's contacts.
+    lift = _run(data, "lift", "--until", first["window_end"])
+    email_lift = lift["channels"]["email"]["bands"]
+    assert lift["runs"] == [first["run_id"]] and email_lift
+    assert all(band["control"] > 0 and band["observed"] is not None for band in email_lift)
     second_score = _run(data, "score")
+    assert second_score["run_id"].endswith(lift["fit_id"])
+    _api_routes_as_the_run(data, second_score)
     second = _run(data, "respond")
     assert second["run_id"] == second_score["run_id"] != first["run_id"]
     assert second["as_of"] > first["as_of"]

@@ -28,6 +28,7 @@ def test_outputs_store_and_idempotence(shared: World) -> None:
         "score",
         "decile",
         "route",
+        "channel",
         "reason",
         "expected_value",
         "model_version",
@@ -35,6 +36,12 @@ def test_outputs_store_and_idempotence(shared: World) -> None:
         "scored_at",
     ]
     assert scores.height == summary.visitors > 0
+    # The channel a visitor was sent to or held out from; none for everyone else.
+    held = scores.filter(pl.col("route") == "holdout")
+    assert held.height and held["channel"].is_in(["email_remarketing", "ad_retargeting"]).all()
+    contacted = scores.filter(pl.col("route").is_in(["email_remarketing", "ad_retargeting"]))
+    assert (contacted["channel"] == contacted["route"]).all()
+    assert scores.filter(pl.col("route") == "none")["channel"].is_null().all()
     assert scores.get_column("visitor_id").is_unique().all()
     assert scores.get_column("score").is_between(0, 1).all()
     assert set(scores.get_column("decile").unique()) <= set(range(1, 11))

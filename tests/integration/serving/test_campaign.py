@@ -76,9 +76,28 @@ def test_contacted_against_holdout_per_route_and_decile(shared: World) -> None:
     assert sum(r.control for r in per_route) <= rate.control
 
 
-def test_a_changed_policy_keeps_the_overall_comparison_only(shared: World) -> None:
+def test_a_run_that_recorded_its_channels_is_split_by_route_whatever_the_policy_now(
+    shared: World,
+) -> None:
     paths = shared.paths("campaign-changed")
     score_visitors(settings(), paths, as_of=AS_OF)
+    changed = settings(routing={"campaign_salt": "another"}).routing
+    result = measure_scoring_run(
+        paths.scoring_dir, paths.lake_dir, changed, horizon=HORIZON, confidence=0.95
+    )
+    assert result.policy_matches
+    assert [s for s in result.segments if s.by == "route_group"]
+
+
+def test_an_older_run_under_a_changed_policy_keeps_the_overall_comparison_only(
+    shared: World,
+) -> None:
+    """A run scored before runs recorded their channels: its holdout's channels come from
+    the draws of the policy that drew it, which is gone."""
+    paths = shared.paths("campaign-older")
+    summary = score_visitors(settings(), paths, as_of=AS_OF)
+    scores = pl.read_parquet(summary.files["scores"])
+    scores.drop("channel").write_parquet(summary.files["scores"])
     changed = settings(routing={"campaign_salt": "another"}).routing
     result = measure_scoring_run(
         paths.scoring_dir, paths.lake_dir, changed, horizon=HORIZON, confidence=0.95

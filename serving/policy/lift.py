@@ -1,0 +1,85 @@
+"""How much a contact raises a visitor's purchase probability: the lift the routing policy
+values contacts with. Pure: scores in, absolute incremental probabilities out.
+
+Without a measurement, the policy's assumption: ``Δp = incremental_lift × score`` (a relative
+lift of the channel's ``incremental_lift``). With a ``LiftModel`` fitted on the holdouts of
+past runs (``serving.campaign.lift``), ``Δp`` is the fitted effect of the visitor's score
+band, shrunk toward that assumption where the holdout was small. A channel the model does not
+cover keeps the assumption.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+FloatArray = npt.NDArray[np.float64]
+CHANNELS: tuple[str, ...] = ("email", "ads")
+
+
+@dataclass(frozen=True)
+class BandLift:
+    """The effect of a contact in one score band ``[lo, hi)``: the posterior mean and
+    interval of ``Δp``, the measurement behind it and the prior it was shrunk toward."""
+
+    lo: float
+    hi: float
+    delta: float
+    low: float
+    high: float
+    treated: int
+    control: int
+    observed: float | None
+    prior: float
+
+
+@dataclass(frozen=True)
+class ChannelLift:
+    """A channel's lift by score band, bands ascending and adjacent."""
+
+    bands: tuple[BandLift, ...]
+
+    def at(self, score: npt.ArrayLike) -> FloatArray:
+        """``Δp`` for each score: its band's (the outer bands extend to 0 and 1)."""
+        edges = np.array([band.lo for band in self.bands[1:]], dtype=np.float64)
+        deltas = np.array([band.delta for band in self.bands], dtype=np.float64)
+        return deltas[np.searchsorted(edges, np.asarray(score, dtype=np.float64), side="right")]
+
+
+@dataclass(frozen=True)
+class LiftModel:
+    """A fitted lift per channel, with where it came from."""
+
+    fit_id: str
+    channels: dict[str, ChannelLift]
+    runs: tuple[str, ...] = ()
+    confidence: float = 0.95
+    prior: dict[str, float] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any]) -> LiftModel:
+        return cls(
+            fit_id=str(raw["fit_id"]),
+            channels={
+                name: ChannelLift(tuple(BandLift(**band) for band in lift["bands"]))
+                for name, lift in raw["channels"].items()
+            },
+            runs=tuple(raw.get("runs", ())),
+            confidence=float(raw.get("confidence", 0.95)),
+            prior=dict(raw.get("prior", {})),
+        )
+
+
+def incremental_probability(
+    score: npt.ArrayLike, channel: str, assumed_lift: float, lift: LiftModel | None
+) -> FloatArray:
+    """``Δp`` of contacting each visitor through ``channel`` (see the module docstring)."""
+    if lift is not None and channel in lift.channels:
+        return lift.channels[channel].at(score)
+    return np.asarray(score, dtype=np.float64) * assumed_lift
