@@ -100,6 +100,13 @@ def scoring_table(summary: ScoringSummary) -> Table:
         style="bold",
     )
     table.caption = f"ad spend {summary.ads_spend:,.2f}; files in {summary.run_dir}"
+    detectable = [
+        f"{name} {holdout['mde'] * 100:.2f} pp ({holdout['held_out']:,.0f} held out)"
+        for name, holdout in summary.extra.get("holdout_mde", {}).items()  # type: ignore[attr-defined]
+        if holdout["treated"] and holdout["held_out"]
+    ]
+    if detectable:
+        table.caption += "\nsmallest effect this run's holdout detects: " + ", ".join(detectable)
     return table
 
 

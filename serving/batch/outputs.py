@@ -13,6 +13,7 @@ from pathlib import Path
 import orjson
 import polars as pl
 
+from serving.policy.holdout import minimum_detectable_effect
 from serving.policy.routing import ADS, EMAIL, ROUTES
 from serving.settings import ServingSettings
 from serving.store.base import RunInfo
@@ -121,7 +122,27 @@ def run_summary(
         deciles=deciles,
         files={k: str(run_dir / Path(v).name) for k, v in files.items()},
         ads_spend=routes.get(ROUTES[ADS], 0) * settings.routing.ads.cost_per_contact,
+        extra={"holdout_mde": holdout_mde(scored)},
     )
+
+
+def holdout_mde(scored: pl.DataFrame) -> dict[str, dict[str, float]]:
+    """Per channel: visitors sent and held out, their mean score (the base rate the effect is
+    measured on) and the minimum detectable effect of the run's holdout (5% two-sided, 80%
+    power): what ``propensity measure`` can tell from this run alone."""
+    result = {}
+    for name, route in (("email", EMAIL), ("ads", ADS)):
+        audience = scored.filter(pl.col("channel") == ROUTES[route])
+        treated = audience.filter(pl.col("route") == ROUTES[route]).height
+        control = audience.height - treated
+        baseline = float(audience.get_column("score").mean() or 0.0) if audience.height else 0.0  # type: ignore[arg-type]
+        result[name] = {
+            "treated": treated,
+            "held_out": control,
+            "baseline": baseline,
+            "mde": minimum_detectable_effect(baseline, treated, control),
+        }
+    return result
 
 
 def point_latest(scoring_dir: Path, summary: ScoringSummary) -> None:

@@ -11,6 +11,7 @@ borrowed from a library whose hash may change between versions (Polars documents
 from __future__ import annotations
 
 from collections.abc import Sequence
+from statistics import NormalDist
 from typing import TypeAlias
 
 import numpy as np
@@ -128,3 +129,18 @@ def holdout_draws(visitor_ids: VisitorIds, salt: str) -> dict[str, npt.NDArray[n
             channel: (_fmix64(state ^ np.uint64(key)) >> _SHIFT_11).astype(np.float64) * _TO_UNIT
             for channel, key in CHANNEL_KEYS.items()
         }
+
+
+def minimum_detectable_effect(
+    baseline: float, treated: int, control: int, *, alpha: float = 0.05, power: float = 0.8
+) -> float:
+    """The smallest absolute difference of purchase rates a holdout of ``control`` against
+    ``treated`` visitors detects (two-sided test at ``alpha``, with ``power``), for a base
+    rate ``baseline``: ``(z(1 - alpha/2) + z(power)) × sqrt(p(1 - p)(1/n_t + 1/n_c))``. Infinite
+    without treated or held-out visitors."""
+    if treated <= 0 or control <= 0:
+        return float("inf")
+    normal = NormalDist()
+    z = normal.inv_cdf(1 - alpha / 2) + normal.inv_cdf(power)
+    p = min(max(baseline, 0.0), 1.0)
+    return float(z * (p * (1 - p) * (1 / treated + 1 / control)) ** 0.5)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import polars as pl
 import pyarrow as pa
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -67,3 +68,13 @@ def test_roughly_uniform() -> None:
     draws = holdout_draws([f"visitor-{i}" for i in range(20_000)], "salt")["ads"]
     counts = np.histogram(draws, bins=10, range=(0, 1))[0]
     assert counts.min() > 1_800 and counts.max() < 2_200
+
+
+def test_minimum_detectable_effect_by_hand() -> None:
+    """1,000 sent and 1,000 held out at a 1% base rate: (1.960 + 0.842) × √(0.01 × 0.99 ×
+    2/1000) = 1.25 pp; four times the visitors halve it; without a holdout nothing shows."""
+    from serving.policy.holdout import minimum_detectable_effect
+
+    assert minimum_detectable_effect(0.01, 1_000, 1_000) == pytest.approx(0.012466, rel=1e-3)
+    assert minimum_detectable_effect(0.01, 4_000, 4_000) == pytest.approx(0.012466 / 2, rel=1e-3)
+    assert minimum_detectable_effect(0.01, 1_000, 0) == float("inf")
