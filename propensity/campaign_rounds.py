@@ -23,7 +23,7 @@ import polars as pl
 
 from features.simulation import SimulationConfig, simulate
 from features.simulation.generator import world
-from features.simulation.response import CHANNELS, campaign_outcome
+from features.simulation.response import CHANNELS, CampaignOutcome, campaign_outcome
 from features.simulation.writer import (
     CONFIG_FILE,
     CSV_DATETIME_FORMAT,
@@ -135,7 +135,7 @@ def _summary(
     as_of: datetime,
     window: timedelta,
     effects: pl.DataFrame,
-    outcome: Any,
+    outcome: CampaignOutcome,
     files: dict[str, Path],
 ) -> RoundSummary:
     contacted, mean, total = {}, {}, {}

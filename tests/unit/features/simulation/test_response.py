@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import numpy as np
 import polars as pl
@@ -19,7 +19,7 @@ HORIZON = timedelta(days=14)
 def _shop(
     visitors: int, seed: int = 11, **changes: float
 ) -> tuple[SimulationConfig, World, SimulatedData]:
-    config = SimulationConfig(visitors=visitors, days=80, seed=seed, **changes)  # type: ignore[arg-type]
+    config = SimulationConfig(visitors=visitors, days=80, seed=seed, **changes)
     return config, world(config), simulate(config)
 
 
@@ -28,7 +28,13 @@ def shop() -> tuple[SimulationConfig, World, SimulatedData]:
     return _shop(8_000)
 
 
-def _as_of(config: SimulationConfig) -> object:
+def _active(data: SimulatedData, as_of: datetime) -> pl.DataFrame:
+    """``visitor_id`` of the visitors with events in the 30 days before ``as_of``."""
+    recent = (pl.col("event_time") < as_of) & (pl.col("event_time") >= as_of - timedelta(days=30))
+    return data.events.filter(recent).select("visitor_id").unique().sort("visitor_id")
+
+
+def _as_of(config: SimulationConfig) -> datetime:
     return config.start + timedelta(days=50, hours=7)
 
 
@@ -38,7 +44,7 @@ def test_effects_by_kind_of_visitor(shop: tuple[SimulationConfig, World, Simulat
     effects = true_effects(config, world_, data.truth, data.events, as_of, HORIZON)
     assert effects.height == config.visitors
     p0 = effects["p_control"].to_numpy()
-    t_us = _micros(as_of)  # type: ignore[arg-type]
+    t_us = _micros(as_of)
     alive = (world_.visitors.alive_from <= t_us) & (t_us < world_.visitors.churn)
     for channel in ("email", "ads"):
         delta = effects[f"delta_{channel}"].to_numpy()
@@ -64,14 +70,7 @@ def test_a_round_shows_the_true_effect_on_a_large_shop() -> None:
     emailed minus that of the others is the mean true effect, within sampling error."""
     config, world_, data = _shop(120_000, seed=5)
     as_of = _as_of(config)
-    active = (
-        data.events.filter(
-            (pl.col("event_time") < as_of) & (pl.col("event_time") >= as_of - timedelta(days=30))
-        )
-        .select("visitor_id")
-        .unique()
-        .sort("visitor_id")
-    )
+    active = _active(data, as_of)
     emailed = active.filter(pl.Series(np.random.default_rng(0).random(active.height) < 0.5))
     contacted = emailed.with_columns(pl.lit("email").alias("channel"))
     outcome = campaign_outcome(
@@ -81,7 +80,7 @@ def test_a_round_shows_the_true_effect_on_a_large_shop() -> None:
         contacted,
         as_of,
         HORIZON,
-        reveal_from=as_of,  # type: ignore[arg-type]
+        reveal_from=as_of,
     )
     bought = (
         outcome.events.filter((pl.col("event_name") == "purchase") & (pl.col("event_time") > as_of))
@@ -104,7 +103,7 @@ def test_a_round_changes_only_the_contacted() -> None:
     # Many sleeping dogs, so that some of them would have bought in the window.
     config, world_, data = _shop(8_000, sleeping_dog_share=0.3)
     as_of = _as_of(config)
-    end = as_of + HORIZON  # type: ignore[operator]
+    end = as_of + HORIZON
     effects = true_effects(config, world_, data.truth, data.events, as_of, HORIZON)
     dogs = sleeping_dogs(config)["email"]
     buyers = (
@@ -128,7 +127,7 @@ def test_a_round_changes_only_the_contacted() -> None:
         contacted,
         as_of,
         HORIZON,
-        reveal_from=as_of,  # type: ignore[arg-type]
+        reveal_from=as_of,
     )
     again = campaign_outcome(
         config,
@@ -137,7 +136,7 @@ def test_a_round_changes_only_the_contacted() -> None:
         contacted,
         as_of,
         HORIZON,
-        reveal_from=as_of,  # type: ignore[arg-type]
+        reveal_from=as_of,
     )
     assert outcome.events.equals(again.events)  # a round is reproducible
     caused = outcome.events.filter(pl.col("transaction_id").str.starts_with("c"))
@@ -176,13 +175,7 @@ def test_the_default_effects_are_the_published_ones() -> None:
     config = SimulationConfig(visitors=200_000, days=90, seed=7)
     data, shop = simulate(config), world(config)
     as_of = config.start + timedelta(days=60)
-    active = (
-        data.events.filter(
-            (pl.col("event_time") < as_of) & (pl.col("event_time") >= as_of - timedelta(days=30))
-        )
-        .select("visitor_id")
-        .unique()
-    )
+    active = _active(data, as_of)
     effects = true_effects(config, shop, data.truth, data.events, as_of, HORIZON)
     people = active.join(effects, on="visitor_id").join(data.contacts, on="visitor_id")
     for channel, column, value, published in (
