@@ -36,7 +36,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from features.events.schema import AdsConsent, EmailStatus
 from serving.policy.holdout import VisitorIds, holdout_draws
-from serving.policy.lift import LiftModel
+from serving.policy.lift import LiftModel, incremental_probability
 
 Route = Literal["none", "email_remarketing", "ad_retargeting", "holdout"]
 Reason = Literal[
@@ -163,14 +163,13 @@ def expected_values(
 ) -> tuple[FloatArray, FloatArray]:
     """(email EV, ads EV) per visitor, in currency."""
     value = np.where(np.isnan(inputs.order_value), policy.default_order_value, inputs.order_value)
-    score = np.asarray(inputs.score, dtype=np.float64)
-    values = []
-    for name, channel in (("email", policy.email), ("ads", policy.ads)):
-        if lift is not None and name in lift.channels:
-            gain = lift.channels[name].at(score) * value * policy.margin
-        else:
-            gain = score * value * policy.margin * channel.incremental_lift
-        values.append(gain - channel.cost_per_contact)
+    values = [
+        incremental_probability(inputs.score, name, channel.incremental_lift, lift)
+        * value
+        * policy.margin
+        - channel.cost_per_contact
+        for name, channel in (("email", policy.email), ("ads", policy.ads))
+    ]
     return values[0], values[1]
 
 
