@@ -101,7 +101,8 @@ def scoring_table(summary: ScoringSummary) -> Table:
     )
     table.caption = f"ad spend {summary.ads_spend:,.2f}; files in {summary.run_dir}"
     detectable = [
-        f"{name} {holdout['mde'] * 100:.2f} pp ({holdout['held_out']:,.0f} held out)"
+        f"{name} {holdout['mde'] * 100:.2f} pp ({holdout['held_out']:,.0f} held out, "
+        f"{holdout.get('explored', 0):,.0f} sent to explore)"
         for name, holdout in summary.extra.get("holdout_mde", {}).items()  # type: ignore[attr-defined]
         if holdout["treated"] and holdout["held_out"]
     ]

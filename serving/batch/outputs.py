@@ -121,13 +121,14 @@ def run_summary(
         routes={str(k): int(v) for k, v in routes.items()},
         deciles=deciles,
         files={k: str(run_dir / Path(v).name) for k, v in files.items()},
-        ads_spend=routes.get(ROUTES[ADS], 0) * settings.routing.ads.cost_per_contact,
+        ads_spend=routes.get(ROUTES[ADS], 0) * settings.routing.ads.unit_cost,
         extra={"holdout_mde": holdout_mde(scored)},
     )
 
 
 def holdout_mde(scored: pl.DataFrame) -> dict[str, dict[str, float]]:
-    """Per channel: visitors sent and held out, their mean score (the base rate the effect is
+    """Per channel: visitors sent and held out (explored ones included, and counted apart),
+    their mean score (the base rate the effect is
     measured on) and the minimum detectable effect of the run's holdout (5% two-sided, 80%
     power): what ``propensity measure`` can tell from this run alone."""
     result = {}
@@ -136,9 +137,13 @@ def holdout_mde(scored: pl.DataFrame) -> dict[str, dict[str, float]]:
         treated = audience.filter(pl.col("route") == ROUTES[route]).height
         control = audience.height - treated
         baseline = float(audience.get_column("score").mean() or 0.0) if audience.height else 0.0  # type: ignore[arg-type]
+        explored = audience.filter(
+            (pl.col("reason") == "exploration") & (pl.col("route") == ROUTES[route])
+        ).height
         result[name] = {
             "treated": treated,
             "held_out": control,
+            "explored": explored,
             "baseline": baseline,
             "mde": minimum_detectable_effect(baseline, treated, control),
         }

@@ -10,6 +10,11 @@ shrunk toward the policy's assumption (``incremental_lift`` × the band's mean s
 precision weighting, a normal prior around the assumption with standard deviation
 ``max(|assumption|, prior_sd_floor)``: with a small holdout the assumption dominates, with a
 large one the measurement. A band without control units keeps the assumption.
+
+Explored visitors (``explored``: sent or held out at random where the policy contacts
+nobody) and policy-routed ones are randomised apart, with different treated shares, so each
+band's effect is measured within each group and the two are combined by precision: pooling
+them would compare mostly-explored controls with mostly-routed treated visitors.
 """
 
 from __future__ import annotations
@@ -88,6 +93,11 @@ def _channel_lift(part: pl.DataFrame, assumed: float, settings: LiftSettings) ->
     score = part.get_column("score").to_numpy()
     treated = part.get_column("treated").to_numpy().astype(bool)
     converted = part.get_column("converted").to_numpy().astype(np.float64)
+    explored = (
+        part.get_column("explored").fill_null(False).to_numpy().astype(bool)
+        if "explored" in part.columns
+        else np.zeros(part.height, dtype=bool)
+    )
     edges = _edges(score, int((~treated).sum()), settings)
     band = np.searchsorted(edges, score, side="right")
     bounds = [0.0, *edges.tolist(), 1.0]
@@ -96,32 +106,48 @@ def _channel_lift(part: pl.DataFrame, assumed: float, settings: LiftSettings) ->
     for k in range(len(edges) + 1):
         inside = band == k
         prior = assumed * float(score[inside].mean()) if inside.any() else 0.0
-        arms = [
-            (converted[inside & arm].sum(), int((inside & arm).sum()))
-            for arm in (treated, ~treated)
+        strata = [
+            tuple(
+                (converted[cell & arm].sum(), int((cell & arm).sum()))
+                for arm in (treated, ~treated)
+            )
+            for cell in (inside & explored, inside & ~explored)
         ]
-        bands.append(_band(bounds[k], bounds[k + 1], prior, arms, settings.prior_sd_floor, z))
+        bands.append(_band(bounds[k], bounds[k + 1], prior, strata, settings.prior_sd_floor, z))
     return ChannelLift(tuple(bands))
+
+
+Arm = tuple[float, int]
 
 
 def _band(
     lo: float,
     hi: float,
     prior: float,
-    arms: list[tuple[float, int]],
+    strata: list[tuple[Arm, ...]],
     sd_floor: float,
     z: float,
 ) -> BandLift:
-    (bought_t, n_t), (bought_c, n_c) = ((float(b), int(n)) for b, n in arms)
+    """A band's effect from its strata (explored and policy-routed visitors, each randomised
+    on its own with its own treated share): each stratum's difference of rates, combined by
+    precision, then shrunk toward the prior."""
     lo, hi, prior = float(lo), float(hi), float(prior)
     prior_var = max(abs(prior), sd_floor) ** 2
-    if n_t == 0 or n_c == 0:
+    n_t = sum(int(arms[0][1]) for arms in strata)
+    n_c = sum(int(arms[1][1]) for arms in strata)
+    weights, differences = [], []
+    for (bought_t, treated), (bought_c, control) in strata:
+        if treated == 0 or control == 0:
+            continue
+        rate_t, rate_c = (bought_t + 1) / (treated + 2), (bought_c + 1) / (control + 2)
+        weights.append(1 / (rate_t * (1 - rate_t) / treated + rate_c * (1 - rate_c) / control))
+        differences.append(bought_t / treated - bought_c / control)
+    if not weights:
         sd = math.sqrt(prior_var)
         return BandLift(lo, hi, prior, prior - z * sd, prior + z * sd, n_t, n_c, None, prior)
-    observed = bought_t / n_t - bought_c / n_c
-    rate_t, rate_c = (bought_t + 1) / (n_t + 2), (bought_c + 1) / (n_c + 2)
-    var = rate_t * (1 - rate_t) / n_t + rate_c * (1 - rate_c) / n_c
-    weight = (1 / var) / (1 / var + 1 / prior_var)
+    precision = sum(weights)
+    observed = float(np.dot(weights, differences) / precision)
+    weight = precision / (precision + 1 / prior_var)
     delta = weight * observed + (1 - weight) * prior
-    sd = math.sqrt(1 / (1 / var + 1 / prior_var))
+    sd = math.sqrt(1 / (precision + 1 / prior_var))
     return BandLift(lo, hi, delta, delta - z * sd, delta + z * sd, n_t, n_c, observed, prior)

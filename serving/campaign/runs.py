@@ -189,9 +189,9 @@ def measured_units(
 ) -> tuple[pl.DataFrame, list[str]]:
     """What every run with its outcomes in teaches about the contacts: one row per visitor
     routed to a channel or held out from one (``run_id, channel, treated, score,
-    converted``), and the runs used. A run counts once its outcome window (``window_of`` its
-    model version) ends by the time the lake is complete up to (``complete_until``; default:
-    its latest event) and its channels are known."""
+    converted, explored``), and the runs used. A run counts once its outcome window
+    (``window_of`` its model version) ends by the time the lake is complete up to
+    (``complete_until``; default: its latest event) and its channels are known."""
     latest = complete_until or (
         scan_events(lake_dir).select(pl.col("event_time").max()).collect().item()
     )
@@ -219,10 +219,13 @@ def measured_units(
                 "treated",
                 "score",
                 pl.col("converted").cast(pl.Int64),
+                (pl.col("reason") == "exploration").fill_null(False).alias("explored")
+                if "reason" in units.columns
+                else pl.lit(False).alias("explored"),
             )
         )
         used.append(folder.name)
     schema = {"run_id": pl.String, "channel": pl.String, "treated": pl.Boolean,
-              "score": pl.Float64, "converted": pl.Int64}  # fmt: skip
+              "score": pl.Float64, "converted": pl.Int64, "explored": pl.Boolean}  # fmt: skip
     units = pl.concat(frames) if frames else pl.DataFrame(schema=schema)
     return units, used

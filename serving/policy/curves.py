@@ -53,7 +53,7 @@ def outcome_of(
         row[f"{name}_conversions"] = float(gained.sum())
         conversions += float(gained.sum())
         margin += float((gained * value[sent] * policy.margin).sum())
-        cost += float(np.count_nonzero(sent)) * channel.cost_per_contact
+        cost += float(np.count_nonzero(sent)) * channel.unit_cost
     row |= {
         "incremental_conversions": conversions,
         "incremental_margin": margin,
@@ -80,7 +80,7 @@ def unconstrained_ad_spend(inputs: RoutingInputs, policy: RoutingPolicy) -> floa
     """Ad spend with no budget: every ad worth its cost bought. A budget above it buys nothing
     more, so budget curves need not go further."""
     unlimited = policy.model_copy(update={"ad_budget": AdBudget()})
-    return policy_outcome(inputs, unlimited)["ads_contacts"] * policy.ads.cost_per_contact
+    return policy_outcome(inputs, unlimited)["ads_contacts"] * policy.ads.unit_cost
 
 
 def threshold_curve(

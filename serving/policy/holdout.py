@@ -144,3 +144,28 @@ def minimum_detectable_effect(
     z = normal.inv_cdf(1 - alpha / 2) + normal.inv_cdf(power)
     p = min(max(baseline, 0.0), 1.0)
     return float(z * (p * (1 - p) * (1 / treated + 1 / control)) ** 0.5)
+
+
+def holdout_share_for(
+    effect: float,
+    baseline: float,
+    audience: int,
+    *,
+    max_share: float = 0.5,
+    alpha: float = 0.05,
+    power: float = 0.8,
+) -> float:
+    """The smallest share of an audience of ``audience`` visitors to hold out so that the
+    holdout detects an absolute ``effect`` (``minimum_detectable_effect`` at most ``effect``)
+    for a base rate ``baseline``; ``max_share`` when even that is not enough. Solves
+    ``1 / (h (1 - h)) = effect² n / (z² p (1 - p))`` for the smaller root ``h``."""
+    if audience <= 0:
+        return 0.0
+    normal = NormalDist()
+    z = normal.inv_cdf(1 - alpha / 2) + normal.inv_cdf(power)
+    # A base rate of 0 or 1 has no variance; one purchase in the audience is the least.
+    p = min(max(baseline, 1 / audience), 1 - 1 / audience) if audience > 1 else 0.5
+    reach = effect**2 * audience / (z**2 * p * (1 - p))
+    if reach <= 4:
+        return max_share
+    return min(max_share, (1 - (1 - 4 / reach) ** 0.5) / 2)

@@ -20,8 +20,12 @@ Decision, in order: no channel the visitor consented to -> ``none``/``no_consent
 within ``suppression_days`` -> ``none``/``recent_purchase``; no consented channel worth more
 than ``min_expected_value`` -> ``none``/``below_threshold``; else the channel with the highest
 EV (email on a tie). Ads are rationed by the budget, highest EV first; a visitor who misses it
-falls back to email when email is worth it, else ``none``/``budget_exhausted``. Finally a
-deterministic share of each channel's audience is held out: ``holdout``/``holdout``.
+falls back to email when email is worth it, else ``none``/``budget_exhausted``. Then a
+deterministic share of each channel's audience is held out: ``holdout``/``holdout`` (a fixed
+share, or one sized from the channel's ``min_detectable_effect``). Last, exploration: of the
+visitors no channel is worth it for, a deterministic ``exploration_share`` per consented
+channel is sent anyway and as many are held out beside them (reason ``exploration``), so the
+lift is measured at every score; explored ads are paid from the ad budget first.
 """
 
 from __future__ import annotations
@@ -32,10 +36,10 @@ from typing import Literal
 
 import numpy as np
 import numpy.typing as npt
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from features.events.schema import AdsConsent, EmailStatus
-from serving.policy.holdout import VisitorIds, holdout_draws
+from serving.policy.holdout import VisitorIds, holdout_draws, holdout_share_for
 from serving.policy.lift import LiftModel, incremental_probability
 
 Route = Literal["none", "email_remarketing", "ad_retargeting", "holdout"]
@@ -46,6 +50,7 @@ Reason = Literal[
     "budget_exhausted",
     "expected_value",
     "holdout",
+    "exploration",
 ]
 #: Code -> name; decisions carry the codes (int8), names are looked up at the edges.
 ROUTES: tuple[Route, ...] = ("none", "email_remarketing", "ad_retargeting", "holdout")
@@ -56,22 +61,73 @@ REASONS: tuple[Reason, ...] = (
     "budget_exhausted",
     "expected_value",
     "holdout",
+    "exploration",
 )
 NONE, EMAIL, ADS, HOLDOUT = range(4)
 NO_CONSENT, RECENT_PURCHASE, BELOW_THRESHOLD, BUDGET_EXHAUSTED, EXPECTED_VALUE, HELD_OUT = range(6)
+EXPLORATION = 6
+#: Salt suffix of the exploration draws: independent of the holdout's.
+EXPLORATION_SALT = ":exploration"
 FloatArray = npt.NDArray[np.float64]
 
 
 class ChannelPolicy(BaseModel):
+    """A channel's cost, its assumed lift, and how much of it is kept for measurement.
+
+    A contact costs ``cost_per_contact`` when set, else ``cpm / 1000 × impressions_per_contact``
+    (the way ad platforms price a reach: by the thousand impressions, several per person).
+    """
+
     model_config = ConfigDict(frozen=True)
 
-    cost_per_contact: float = Field(ge=0, description="cost of one contact, in currency")
+    cost_per_contact: float | None = Field(
+        None, ge=0, description="cost of one contact, in currency (overrides cpm when set)"
+    )
+    cpm: float | None = Field(
+        None, ge=0, description="cost per thousand impressions, in currency (ads)"
+    )
+    impressions_per_contact: float = Field(
+        1.0, gt=0, description="impressions one contact buys over the outcome window (ads)"
+    )
     incremental_lift: float = Field(
         ge=0, description="assumed relative rise in purchase probability caused by a contact"
     )
     holdout_share: float = Field(
         0.05, ge=0, le=1, description="share of the channel's audience kept out to measure it"
     )
+    min_detectable_effect: float | None = Field(
+        None,
+        gt=0,
+        lt=1,
+        description="when set, the holdout share is sized per run so that the holdout detects "
+        "an absolute effect this large (0.002 = 0.2 pp; 5% two-sided, 80% power), within "
+        "max_holdout_share; holdout_share is then unused",
+    )
+    max_holdout_share: float = Field(
+        0.5, gt=0, le=0.5, description="the largest share min_detectable_effect may hold out"
+    )
+    exploration_share: float = Field(
+        0.01,
+        ge=0,
+        le=0.25,
+        description="share of the consented visitors the policy does not send to the channel "
+        "that are sent anyway, and as many held out beside them, so the channel's lift is "
+        "measured at every score, not only where it is used today",
+    )
+
+    @model_validator(mode="after")
+    def _priced(self) -> ChannelPolicy:
+        if self.cost_per_contact is None and self.cpm is None:
+            raise ValueError("set cost_per_contact or cpm")
+        return self
+
+    @property
+    def unit_cost(self) -> float:
+        """What one contact costs, in currency."""
+        if self.cost_per_contact is not None:
+            return self.cost_per_contact
+        assert self.cpm is not None  # _priced
+        return self.cpm / 1000 * self.impressions_per_contact
 
 
 class AdBudget(BaseModel):
@@ -88,8 +144,10 @@ class RoutingPolicy(BaseModel):
 
     model_config = ConfigDict(frozen=True)
 
+    #: The defaults and their sources: docs/routing.md ("Costs and effects, and where the
+    #: defaults come from").
     email: ChannelPolicy = ChannelPolicy(cost_per_contact=0.002, incremental_lift=0.05)
-    ads: ChannelPolicy = ChannelPolicy(cost_per_contact=0.25, incremental_lift=0.10)
+    ads: ChannelPolicy = ChannelPolicy(cpm=1.53, impressions_per_contact=8, incremental_lift=0.10)
     ad_budget: AdBudget = AdBudget(max_spend=5_000.0)
     margin: float = Field(0.3, gt=0, le=1, description="profit share of an order's value")
     default_order_value: float = Field(
@@ -137,6 +195,8 @@ class RoutedBatch:
     #: The channel route each visitor was sent to or held out from (codes EMAIL, ADS; NONE
     #: for the rest): what measuring the run compares a holdout with.
     channel: npt.NDArray[np.int8] | None = None
+    #: Each channel's holdout share in this run (fixed, or sized from its detectable effect).
+    holdout_shares: dict[str, float] | None = None
 
     def route_names(self) -> npt.NDArray[np.str_]:
         return np.asarray(ROUTES)[self.route]
@@ -167,7 +227,7 @@ def expected_values(
         incremental_probability(inputs.score, name, channel.incremental_lift, lift)
         * value
         * policy.margin
-        - channel.cost_per_contact
+        - channel.unit_cost
         for name, channel in (("email", policy.email), ("ads", policy.ads))
     ]
     return values[0], values[1]
@@ -178,17 +238,13 @@ def _ads_admitted(
     ads_ev: FloatArray,
     policy: RoutingPolicy,
     ads_ev_floor: float | None,
+    reserved: int = 0,
 ) -> tuple[npt.NDArray[np.bool_], float | None]:
-    """Which ad candidates the budget admits, highest EV first, and the floor it implies."""
+    """Which ad candidates the budget admits, highest EV first, and the floor it implies;
+    ``reserved`` contacts of the budget are already spoken for (exploration)."""
     if ads_ev_floor is not None:
         return candidate & (ads_ev >= ads_ev_floor), ads_ev_floor
-    budget = policy.ad_budget
-    limit = len(ads_ev) if budget.max_audience is None else budget.max_audience
-    cost = policy.ads.cost_per_contact
-    if budget.max_spend is not None and cost > 0:
-        affordable = budget.max_spend / cost * (1 + 1e-12)  # float noise, not a contact
-        if affordable < limit:
-            limit = int(np.floor(affordable))
+    limit = max(0, ads_limit(policy, len(ads_ev)) - reserved)
     ranked = np.flatnonzero(candidate)
     if len(ranked) <= limit:
         return candidate, None
@@ -197,6 +253,72 @@ def _ads_admitted(
     admitted[ranked[:limit]] = True
     floor = float(ads_ev[ranked[limit - 1]]) if limit > 0 else float("inf")
     return admitted, floor
+
+
+def ads_limit(policy: RoutingPolicy, visitors: int) -> int:
+    """How many ad contacts the budget buys, at most ``visitors``."""
+    budget = policy.ad_budget
+    limit = visitors if budget.max_audience is None else min(visitors, budget.max_audience)
+    cost = policy.ads.unit_cost
+    if budget.max_spend is not None and cost > 0:
+        affordable = budget.max_spend / cost * (1 + 1e-12)  # float noise, not a contact
+        if affordable < limit:
+            limit = int(np.floor(affordable))
+    return limit
+
+
+def _holdout_share(
+    channel: ChannelPolicy, audience: npt.NDArray[np.bool_], score: FloatArray
+) -> float:
+    """The channel's holdout share in this run: fixed, or sized from its minimum detectable
+    effect for the audience's size and mean score."""
+    if channel.min_detectable_effect is None:
+        return channel.holdout_share
+    n = int(np.count_nonzero(audience))
+    baseline = float(score[audience].mean()) if n else 0.0
+    return holdout_share_for(
+        channel.min_detectable_effect, baseline, n, max_share=channel.max_holdout_share
+    )
+
+
+@dataclass(frozen=True)
+class _Exploration:
+    """Per channel: the explored visitors sent anyway (``treated``) and held out beside them."""
+
+    email_treated: npt.NDArray[np.bool_]
+    email_control: npt.NDArray[np.bool_]
+    ads_treated: npt.NDArray[np.bool_]
+    ads_control: npt.NDArray[np.bool_]
+
+
+def _exploration(
+    visitor_id: VisitorIds,
+    nowhere: npt.NDArray[np.bool_],
+    email_ok: npt.NDArray[np.bool_],
+    ads_ok: npt.NDArray[np.bool_],
+    policy: RoutingPolicy,
+    ads_room: int | None,
+) -> _Exploration:
+    """Randomised contacts among the visitors the policy sends nowhere: a draw under the
+    channel's ``exploration_share`` is sent, one between it and twice it is held out; email
+    is explored first, ads among the rest. ``ads_room``: ad contacts the budget allows
+    (lowest draws first), None for no limit."""
+    none = np.zeros(len(nowhere), dtype=bool)
+    email_share, ads_share = policy.email.exploration_share, policy.ads.exploration_share
+    if not nowhere.any() or email_share + ads_share == 0:
+        return _Exploration(none, none, none, none)
+    draws = holdout_draws(visitor_id, policy.campaign_salt + EXPLORATION_SALT)
+    email = nowhere & email_ok & (draws["email"] < 2 * email_share)
+    email_treated = email & (draws["email"] < email_share)
+    ads = nowhere & ads_ok & ~email & (draws["ads"] < 2 * ads_share)
+    ads_treated = ads & (draws["ads"] < ads_share)
+    if ads_room is not None and np.count_nonzero(ads_treated) > ads_room:
+        chosen = np.flatnonzero(ads_treated)
+        chosen = chosen[np.argsort(draws["ads"][chosen], kind="stable")][ads_room:]
+        ads_treated = ads_treated.copy()
+        ads_treated[chosen] = False
+        ads = ads & ~np.isin(np.arange(len(ads)), chosen)
+    return _Exploration(email_treated, email & ~email_treated, ads_treated, ads & ~ads_treated)
 
 
 def route_batch(
@@ -220,7 +342,21 @@ def route_batch(
     ads_worth = ads_ok & (ads_ev > threshold)
     prefers_ads = ads_worth & ~(email_worth & (email_ev >= ads_ev))
     open_ = ~suppressed
-    admitted, floor = _ads_admitted(prefers_ads & open_, ads_ev, policy, ads_ev_floor)
+    explored = _exploration(
+        inputs.visitor_id,
+        open_ & ~email_worth & ~ads_worth,
+        email_ok,
+        ads_ok,
+        policy,
+        None if ads_ev_floor is not None else ads_limit(policy, len(ads_ev)),
+    )
+    admitted, floor = _ads_admitted(
+        prefers_ads & open_,
+        ads_ev,
+        policy,
+        ads_ev_floor,
+        reserved=int(np.count_nonzero(explored.ads_treated)),
+    )
     to_ads = admitted
     to_email = open_ & email_worth & ~to_ads
     best_allowed = np.maximum(
@@ -234,9 +370,9 @@ def route_batch(
     reason[suppressed] = RECENT_PURCHASE
     reason[~(email_ok | ads_ok)] = NO_CONSENT
     draws = holdout_draws(inputs.visitor_id, policy.campaign_salt)
-    held = (to_email & (draws["email"] < policy.email.holdout_share)) | (
-        to_ads & (draws["ads"] < policy.ads.holdout_share)
-    )
+    email_share = _holdout_share(policy.email, to_email, inputs.score)
+    ads_share = _holdout_share(policy.ads, to_ads, inputs.score)
+    held = (to_email & (draws["email"] < email_share)) | (to_ads & (draws["ads"] < ads_share))
     route[to_email] = EMAIL
     route[to_ads] = ADS
     reason[to_email | to_ads] = EXPECTED_VALUE
@@ -244,7 +380,23 @@ def route_batch(
     channel = route.copy()
     route[held] = HOLDOUT
     reason[held] = HELD_OUT
-    return RoutedBatch(route, reason, np.asarray(value, dtype=np.float64), floor, channel)
+    for code, treated, control, ev in (
+        (EMAIL, explored.email_treated, explored.email_control, email_ev),
+        (ADS, explored.ads_treated, explored.ads_control, ads_ev),
+    ):
+        arm = treated | control
+        route[treated], route[control] = code, HOLDOUT
+        channel[arm] = code
+        reason[arm] = EXPLORATION
+        value = np.where(arm, ev, value)
+    return RoutedBatch(
+        route,
+        reason,
+        np.asarray(value, dtype=np.float64),
+        floor,
+        channel,
+        {"email": email_share, "ads": ads_share},
+    )
 
 
 def route(
@@ -282,5 +434,6 @@ def route(
 
 
 def budget_spend(decided: RoutedBatch, policy: RoutingPolicy) -> float:
-    """Ad spend of a run: visitors actually sent to ads times the cost per contact."""
-    return float(np.count_nonzero(decided.route == ADS)) * policy.ads.cost_per_contact
+    """Ad spend of a run: visitors actually sent to ads (exploration included) times the cost
+    per contact."""
+    return float(np.count_nonzero(decided.route == ADS)) * policy.ads.unit_cost

@@ -112,3 +112,28 @@ def test_the_learned_lift_converges_to_the_simulators_truth() -> None:
     for (_, true_mean), learned in zip(true_means.iter_rows(), lift.bands, strict=True):
         assert learned.low <= true_mean <= learned.high
         assert learned.observed is not None and learned.high - learned.low < 0.03
+
+
+def test_explored_and_routed_visitors_are_compared_within_their_own_group() -> None:
+    """Routed visitors (95% treated) buy more than explored ones (50% treated) whatever the
+    contact; pooling the groups would credit the contact with the difference."""
+    rng = np.random.default_rng(7)
+    frames = []
+    for explored, share, base in ((False, 0.95, 0.08), (True, 0.5, 0.02)):
+        n = 200_000
+        treated = rng.random(n) < share
+        converted = rng.random(n) < base + np.where(treated, 0.01, 0.0)
+        frames.append(
+            pl.DataFrame(
+                {"channel": "email_remarketing", "treated": treated,
+                 "score": rng.uniform(0.04, 0.05, n), "converted": converted.astype(int),
+                 "explored": explored}
+            )
+        )  # fmt: skip
+    units = pl.concat(frames)
+    (band,) = fit_lift(units, POLICY, LiftSettings(bands=1)).channels["email"].bands
+    assert band.low <= 0.01 <= band.high
+    (pooled,) = (
+        fit_lift(units.drop("explored"), POLICY, LiftSettings(bands=1)).channels["email"].bands
+    )
+    assert pooled.observed is not None and pooled.observed > 0.03

@@ -137,9 +137,12 @@ def test_held_out_visitors_get_back_the_channel_they_were_held_from() -> None:
         days_since_last_purchase=np.full(n, np.nan),
         order_value=np.full(n, np.nan),
     )
+    # Runs without a channel column predate exploration.
     policy = RoutingPolicy.model_validate(
-        {"email": {"cost_per_contact": 0.002, "incremental_lift": 0.05, "holdout_share": 0.2},
-         "ads": {"cost_per_contact": 0.25, "incremental_lift": 0.1, "holdout_share": 0.3}}
+        {"email": {"cost_per_contact": 0.002, "incremental_lift": 0.05, "holdout_share": 0.2,
+                   "exploration_share": 0.0},
+         "ads": {"cost_per_contact": 0.25, "incremental_lift": 0.1, "holdout_share": 0.3,
+                 "exploration_share": 0.0}}
     )  # fmt: skip
     unheld = policy.model_copy(
         update={

@@ -28,8 +28,10 @@ def _inputs(n: int = 5_000, seed: int = 0) -> RoutingInputs:
 
 def _policy() -> RoutingPolicy:
     return RoutingPolicy.model_validate(
-        {"email": {"cost_per_contact": 0.002, "incremental_lift": 0.05, "holdout_share": 0.0},
-         "ads": {"cost_per_contact": 0.25, "incremental_lift": 0.3, "holdout_share": 0.0}}
+        {"email": {"cost_per_contact": 0.002, "incremental_lift": 0.05, "holdout_share": 0.0,
+                   "exploration_share": 0.0},
+         "ads": {"cost_per_contact": 0.25, "incremental_lift": 0.3, "holdout_share": 0.0,
+                 "exploration_share": 0.0}}
     )  # fmt: skip
 
 

@@ -9,15 +9,18 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from features.events.schema import ADS_CONSENTS, EMAIL_STATUSES
+from serving.policy.holdout import minimum_detectable_effect
 from serving.policy.routing import (
     ADS,
     EMAIL,
+    EXPLORATION,
     HOLDOUT,
     AdBudget,
     ChannelPolicy,
     RoutingInputs,
     RoutingPolicy,
     budget_spend,
+    expected_values,
     route,
     route_batch,
 )
@@ -158,12 +161,17 @@ policies = st.builds(
         cost_per_contact=st.floats(0, 1),
         incremental_lift=st.floats(0, 1),
         holdout_share=st.floats(0, 1),
+        exploration_share=st.floats(0, 0.25),
     ),
     ads=st.builds(
         ChannelPolicy,
-        cost_per_contact=st.floats(0, 5),
+        cost_per_contact=st.one_of(st.none(), st.floats(0, 5)),
+        cpm=st.floats(0, 50),
+        impressions_per_contact=st.floats(0.5, 20),
         incremental_lift=st.floats(0, 1),
         holdout_share=st.floats(0, 1),
+        min_detectable_effect=st.one_of(st.none(), st.floats(0.001, 0.2)),
+        exploration_share=st.floats(0, 0.25),
     ),
     ad_budget=st.builds(
         AdBudget,
@@ -192,7 +200,16 @@ def test_consent_and_budget_are_never_violated(
         assert budget_spend(decided, policy) <= budget.max_spend + 1e-9
     contacted = emailed | advertised | (decided.route == HOLDOUT)
     assert not np.any(contacted & (inputs.days_since_last_purchase < policy.suppression_days))
-    assert np.all(decided.expected_value[contacted] > policy.min_expected_value)
+    explored = decided.reason == EXPLORATION
+    assert np.all(decided.expected_value[contacted & ~explored] > policy.min_expected_value)
+    # Exploration reaches only visitors no channel is worth it for, on a channel they allow.
+    email_ev, ads_ev = expected_values(inputs, policy)
+    worth = ((inputs.email_status == "subscribed") & (email_ev > policy.min_expected_value)) | (
+        (inputs.ads_consent == "granted") & (ads_ev > policy.min_expected_value)
+    )
+    assert not np.any(explored & worth)
+    assert decided.channel is not None
+    assert np.all(np.isin(decided.channel[explored], [EMAIL, ADS]))
 
 
 @settings(max_examples=80, deadline=None)
@@ -216,3 +233,83 @@ def test_batch_of_one_equals_the_visitor_route(
         assert one.route == decided.route_names()[i]
         assert one.reason == decided.reason_names()[i]
         np.testing.assert_allclose(one.expected_value, decided.expected_value[i])
+
+
+def _crowd(n: int, seed: int = 0) -> RoutingInputs:
+    rng = np.random.default_rng(seed)
+    return RoutingInputs(
+        visitor_id=[f"v{i}" for i in range(n)],
+        score=rng.uniform(0, 0.2, n),
+        email_status=rng.choice(["subscribed", "unsubscribed"], n).astype(object),
+        ads_consent=rng.choice(["granted", "denied"], n).astype(object),
+        days_since_last_purchase=np.full(n, np.nan),
+        order_value=np.full(n, np.nan),
+    )
+
+
+def test_exploration_sends_and_holds_out_a_share_where_no_channel_pays() -> None:
+    inputs = _crowd(40_000)
+    policy = RoutingPolicy.model_validate(
+        {"email": {"cost_per_contact": 0.002, "incremental_lift": 0.05, "exploration_share": 0.05},
+         "ads": {"cpm": 2.0, "impressions_per_contact": 10, "incremental_lift": 0.1,
+                 "exploration_share": 0.05},
+         "ad_budget": {}}
+    )  # fmt: skip
+    decided = route_batch(inputs, policy)
+    _, ads_ev = expected_values(inputs, policy)
+    # Ads pay only above p = 0.02 / (0.1 × 18): below it, ads are explored, not used.
+    nowhere = (
+        (inputs.email_status != "subscribed") & (ads_ev <= 0) & (inputs.ads_consent == "granted")
+    )
+    explored = decided.reason == EXPLORATION
+    assert decided.channel is not None
+    sent = explored & nowhere & (decided.route == ADS)
+    held = explored & nowhere & (decided.route == HOLDOUT) & (decided.channel == ADS)
+    assert sent.sum() == pytest.approx(0.05 * nowhere.sum(), rel=0.15)
+    assert held.sum() == pytest.approx(sent.sum(), rel=0.15)
+    # Exploration covers the low scores the policy never contacts.
+    assert inputs.score[sent].max() < 0.02 / (0.1 * 18)
+    # The same visitors are explored on every run.
+    again = route_batch(inputs, policy)
+    assert np.array_equal(again.route, decided.route)
+
+
+def test_explored_ads_are_paid_from_the_budget() -> None:
+    inputs = _crowd(20_000, seed=3)
+    policy = RoutingPolicy.model_validate(
+        {"ads": {"cpm": 2.0, "impressions_per_contact": 10, "incremental_lift": 1.0,
+                 "exploration_share": 0.1},
+         "ad_budget": {"max_spend": 10.0}}
+    )  # fmt: skip
+    decided = route_batch(inputs, policy)
+    assert budget_spend(decided, policy) <= 10.0 + 1e-9
+    assert np.count_nonzero((decided.route == ADS) & (decided.reason == EXPLORATION)) > 0
+
+
+def test_an_ad_reach_costs_cpm_times_impressions() -> None:
+    ads = ChannelPolicy(cpm=2.5, impressions_per_contact=8, incremental_lift=0.1)
+    assert ads.unit_cost == pytest.approx(0.02)
+    assert ads.model_copy(update={"cost_per_contact": 0.3}).unit_cost == 0.3
+    with pytest.raises(ValueError, match="cost_per_contact or cpm"):
+        ChannelPolicy(incremental_lift=0.1)
+
+
+def test_a_detectable_effect_sizes_the_holdout() -> None:
+    inputs = _crowd(40_000, seed=5)
+    fixed = RoutingPolicy()
+    sized = RoutingPolicy.model_validate(
+        {"email": {**fixed.email.model_dump(), "min_detectable_effect": 0.02}}
+    )
+    share = route_batch(inputs, sized).holdout_shares
+    assert share is not None and route_batch(inputs, fixed).holdout_shares == {
+        "email": 0.05,
+        "ads": 0.05,
+    }
+    decided = route_batch(inputs, sized)
+    emailed = (decided.channel == EMAIL) & (decided.reason != EXPLORATION)
+    n, baseline = int(emailed.sum()), float(inputs.score[emailed].mean())
+    held = round(share["email"] * n)
+    assert 0 < share["email"] < 0.5
+    assert minimum_detectable_effect(baseline, n - held, held) == pytest.approx(0.02, rel=0.02)
+    # Held out as sized: the draw under the share.
+    assert np.count_nonzero(emailed & (decided.route == HOLDOUT)) == pytest.approx(held, rel=0.1)
