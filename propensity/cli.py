@@ -324,6 +324,13 @@ def measure(
         float | None,
         typer.Option(help="outcome window of a run [default: the scoring model's label window]"),
     ] = None,
+    truth: Annotated[
+        Path | None,
+        typer.Option(
+            help="a simulated round's effects.parquet (propensity respond): show the true mean "
+            "effect among each channel's contacted beside the measured one"
+        ),
+    ] = None,
     as_json: JsonOption = False,
 ) -> None:
     """Treated vs holdout: conversion and revenue, incremental effect with intervals."""
@@ -368,10 +375,27 @@ def measure(
         pl.exceptions.ColumnNotFoundError,
     ) as problem:
         raise _fail(str(problem)) from None
+    true_effects = _true_effects(truth) if truth is not None else {}
+    if true_effects:
+        payload["true_effects"] = true_effects
     if as_json:
         _emit_json(payload)
     else:
-        out.print(measurement_table(segments, title))
+        out.print(measurement_table(segments, title, true_effects))
+
+
+def _true_effects(effects_file: Path) -> dict[str, float]:
+    """Route -> the simulator's mean true effect (Δp) among the visitors contacted by it."""
+    from propensity.campaign_rounds import CONTACTING_ROUTES
+
+    effects = pl.read_parquet(effects_file)
+    return {
+        route: float(
+            effects.filter(pl.col("channel") == channel).get_column(f"delta_{channel}").mean()  # type: ignore[arg-type]
+        )
+        for route, channel in CONTACTING_ROUTES.items()
+        if effects.filter(pl.col("channel") == channel).height
+    }
 
 
 def _run_outcome_window(settings: Settings, run: str | None) -> timedelta:

@@ -115,17 +115,23 @@ def _interval(low: float, high: float, digits: int) -> str:
     return f"[{low:,.{digits}f}, {high:,.{digits}f}]"
 
 
-def measurement_table(segments: list[SegmentMeasurement], title: str) -> Table:
+def measurement_table(
+    segments: list[SegmentMeasurement], title: str, truth: dict[str, float] | None = None
+) -> Table:
     """One row per segment and outcome: treated vs control, the difference with its interval,
-    the p-value, and the incremental outcome among the treated. Rates in percent."""
+    the p-value, and the incremental outcome among the treated. Rates in percent. ``truth``:
+    a simulated round's true mean effect per route, shown beside its converted row."""
     table = Table(title=title, title_justify="left")
     table.add_column("segment")
     table.add_column("outcome")
-    for name in ("n treated/control", "treated", "control", "difference", "p", "incremental"):
+    names = ["n treated/control", "treated", "control", "difference", "p", "incremental"]
+    for name in names + (["true effect"] if truth else []):
         table.add_column(name, justify="right")
     for segment in segments:
         label = segment.segment if segment.by == "all" else f"{segment.by}={segment.segment}"
+        known = (truth or {}).get(segment.segment) if segment.by == "route_group" else None
         for rate in segment.rates:
+            true = [f"{known * 100:+.2f} pp" if known is not None else ""] if truth else []
             table.add_row(
                 label, rate.outcome, f"{rate.treated:,}/{rate.control:,}",
                 f"{rate.treated_rate:.2%}", f"{rate.control_rate:.2%}",
@@ -134,6 +140,7 @@ def measurement_table(segments: list[SegmentMeasurement], title: str) -> Table:
                 f"{rate.p_value:.2g}",
                 f"{rate.incremental:+,.1f} "
                 + _interval(rate.incremental_low, rate.incremental_high, 1),
+                *true,
                 style="bold" if rate.significant else None,
             )  # fmt: skip
         for mean in segment.means:
@@ -145,6 +152,7 @@ def measurement_table(segments: list[SegmentMeasurement], title: str) -> Table:
                 f"{mean.p_value:.2g}",
                 f"{mean.incremental:+,.0f} "
                 + _interval(mean.incremental_low, mean.incremental_high, 0),
+                *([""] if truth else []),
                 style="bold" if mean.significant else None,
             )  # fmt: skip
     table.caption = "95% intervals by default; bold: significant at the chosen level"

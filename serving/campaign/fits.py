@@ -80,7 +80,7 @@ def _plot(model: LiftModel, path: Path) -> None:
                 capsize=3,
                 label="learned",
             )
-            axis.plot(middle, [100 * b.prior for b in lift.bands], "x--", label="assumed")
+            axis.plot(middle, [100 * b.prior for b in lift.bands], "x--", label="prior")
         axis.axhline(0, color="grey", linewidth=0.8)
         axis.set(title=name, xlabel="score band", ylabel="Δp (pp)")
         axis.legend()

@@ -3,18 +3,26 @@
 
 Per channel, the units (visitors routed to it, treated; and visitors held out from it,
 control) are cut into score bands at the quantiles of their scores, as many as the control
-group can fill (``min_control_per_band``). In each band the measured effect is the difference
-of the treated and control purchase rates, with the variance of a difference of two
-proportions (each rate add-one smoothed, so an empty arm has a finite variance). It is
-shrunk toward the policy's assumption (``incremental_lift`` × the band's mean score) by
-precision weighting, a normal prior around the assumption with standard deviation
-``max(|assumption|, prior_sd_floor)``: with a small holdout the assumption dominates, with a
-large one the measurement. A band without control units keeps the assumption.
+group can fill (``min_control_per_band``). The fit is hierarchical, in two steps:
+
+1. **The channel's level**: the effect over all its units, shrunk toward the policy's
+   assumption (``incremental_lift`` × the mean score) with a prior standard deviation of
+   ``max(|assumption|, channel_prior_sd)``. A few hundred held-out visitors pin it down.
+2. **Each band** is shrunk toward the assumption's shape at the measured level (the
+   assumption of the band × level / assumption overall; the level itself where the
+   assumption is zero), with a prior standard deviation of ``max(|that prior|, |level|,
+   prior_sd_floor)``: a band may differ from the shape by about the level itself. Where a band's own holdout is small it follows the level, not the
+   assumption; with a large one, its own measurement.
+
+In each band and overall, the measured effect is the difference of the treated and control
+purchase rates, with the variance of a difference of two proportions (each rate add-one
+smoothed, so an empty arm has a finite variance). A band without control units keeps its
+prior.
 
 Explored visitors (``explored``: sent or held out at random where the policy contacts
 nobody) and policy-routed ones are randomised apart, with different treated shares, so each
-band's effect is measured within each group and the two are combined by precision: pooling
-them would compare mostly-explored controls with mostly-routed treated visitors.
+effect is measured within each group and the two are combined by precision: pooling them
+would compare mostly-explored controls with mostly-routed treated visitors.
 """
 
 from __future__ import annotations
@@ -45,11 +53,17 @@ class LiftSettings(BaseModel):
     min_control_per_band: int = Field(
         100, ge=1, description="held-out visitors a band needs (fewer bands when fewer)"
     )
-    prior_sd_floor: float = Field(
+    channel_prior_sd: float = Field(
         0.01,
         gt=0,
-        description="smallest prior standard deviation of a band's effect (absolute, 0.01 = "
-        "1 pp): how far the measurement may move the policy's assumption",
+        description="smallest prior standard deviation of a channel's overall effect "
+        "(absolute, 0.01 = 1 pp): how far the measurement may move the policy's assumption",
+    )
+    prior_sd_floor: float = Field(
+        0.001,
+        gt=0,
+        description="smallest prior standard deviation of a band's effect around the "
+        "channel's measured level (absolute, 0.001 = 0.1 pp)",
     )
     confidence: float = Field(0.95, gt=0, lt=1, description="level of the bands' intervals")
     use: bool = Field(
@@ -98,22 +112,31 @@ def _channel_lift(part: pl.DataFrame, assumed: float, settings: LiftSettings) ->
         if "explored" in part.columns
         else np.zeros(part.height, dtype=bool)
     )
+    z = float(stats.norm.ppf(0.5 + settings.confidence / 2))
+
+    def strata(cell: np.ndarray) -> list[tuple[Arm, ...]]:
+        return [
+            tuple(
+                (float(converted[group & arm].sum()), int((group & arm).sum()))
+                for arm in (treated, ~treated)
+            )
+            for group in (cell & explored, cell & ~explored)
+        ]
+
+    everyone = np.ones(part.height, dtype=bool)
+    overall_prior = assumed * float(score.mean())
+    level = _band(0.0, 1.0, overall_prior, strata(everyone), settings.channel_prior_sd, z).delta
     edges = _edges(score, int((~treated).sum()), settings)
     band = np.searchsorted(edges, score, side="right")
     bounds = [0.0, *edges.tolist(), 1.0]
-    z = float(stats.norm.ppf(0.5 + settings.confidence / 2))
     bands = []
     for k in range(len(edges) + 1):
         inside = band == k
-        prior = assumed * float(score[inside].mean()) if inside.any() else 0.0
-        strata = [
-            tuple(
-                (converted[cell & arm].sum(), int((cell & arm).sum()))
-                for arm in (treated, ~treated)
-            )
-            for cell in (inside & explored, inside & ~explored)
-        ]
-        bands.append(_band(bounds[k], bounds[k + 1], prior, strata, settings.prior_sd_floor, z))
+        assumption = assumed * float(score[inside].mean()) if inside.any() else 0.0
+        prior = assumption * level / overall_prior if overall_prior > 0 else level
+        # A band may differ from the shape by about the channel's level.
+        spread = max(abs(level), settings.prior_sd_floor)
+        bands.append(_band(bounds[k], bounds[k + 1], prior, strata(inside), spread, z))
     return ChannelLift(tuple(bands))
 
 
@@ -145,8 +168,8 @@ def _band(
     if not weights:
         sd = math.sqrt(prior_var)
         return BandLift(lo, hi, prior, prior - z * sd, prior + z * sd, n_t, n_c, None, prior)
-    precision = sum(weights)
-    observed = float(np.dot(weights, differences) / precision)
+    precision = float(sum(weights))
+    observed = float(np.dot(weights, differences)) / precision
     weight = precision / (precision + 1 / prior_var)
     delta = weight * observed + (1 - weight) * prior
     sd = math.sqrt(1 / (precision + 1 / prior_var))

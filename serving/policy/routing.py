@@ -182,6 +182,9 @@ class RoutingInputs:
     ads_consent: npt.NDArray[np.object_]
     days_since_last_purchase: FloatArray
     order_value: FloatArray
+    #: Per channel (``email``, ``ads``), each visitor's own ``Δp`` where it is known (an
+    #: uplift model's estimate, or the simulator's truth); it replaces the lift curve there.
+    uplift: dict[str, FloatArray] | None = None
 
 
 @dataclass(frozen=True)
@@ -223,8 +226,13 @@ def expected_values(
 ) -> tuple[FloatArray, FloatArray]:
     """(email EV, ads EV) per visitor, in currency."""
     value = np.where(np.isnan(inputs.order_value), policy.default_order_value, inputs.order_value)
+    own = inputs.uplift or {}
     values = [
-        incremental_probability(inputs.score, name, channel.incremental_lift, lift)
+        (
+            own[name]
+            if name in own
+            else incremental_probability(inputs.score, name, channel.incremental_lift, lift)
+        )
         * value
         * policy.margin
         - channel.unit_cost
