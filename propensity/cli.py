@@ -324,6 +324,9 @@ def measure(
         float | None,
         typer.Option(help="outcome window of a run [default: the scoring model's label window]"),
     ] = None,
+    summary: Annotated[
+        bool, typer.Option(help="overall and per route only (no score deciles)")
+    ] = False,
     truth: Annotated[
         Path | None,
         typer.Option(
@@ -375,6 +378,9 @@ def measure(
         pl.exceptions.ColumnNotFoundError,
     ) as problem:
         raise _fail(str(problem)) from None
+    if summary:
+        segments = [s for s in segments if s.by in ("all", "route_group")]
+        payload["segments"] = [s.to_dict() for s in segments]
     true_effects = _true_effects(truth) if truth is not None else {}
     if true_effects:
         payload["true_effects"] = true_effects

@@ -8,8 +8,9 @@ data="${PROPENSITY_DATA_DIR:-.propensity}"
 export PROPENSITY_DATA_DIR="$data" MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR=false
 step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 
-step "simulate a shop"
-$bin/propensity simulate --visitors "${DEMO_VISITORS:-20000}" --days 90 --seed 7 --out "$data/simulated"
+# The last 14 days (the model's label window) are held back: the campaign round reveals them.
+step "simulate a shop (76 of its 90 days revealed)"
+$bin/propensity simulate --visitors "${DEMO_VISITORS:-20000}" --days 90 --reveal-days 76 --seed 7 --out "$data/simulated"
 step "ingest events and contact consent"
 $bin/propensity ingest "$data/simulated/events.csv" --format canonical
 $bin/propensity ingest "$data/simulated/contacts.csv" --format contacts
@@ -17,8 +18,14 @@ step "train baselines and LightGBM on weekly snapshots (time-split)"
 $bin/propensity train --truth "$data/simulated/truth.parquet"
 step "promote the challenger (first model: no champion to beat)"
 $bin/propensity promote
-step "score and route every visitor"
+step "score and route every visitor (email, ads, holdout, exploration)"
 $bin/propensity score
+step "one campaign round: the simulated shop responds to the contacts"
+$bin/propensity respond --simulation "$data/simulated"
+round_dir=$(ls -td "$data"/simulated/rounds/*/ | head -1)
+$bin/propensity ingest "${round_dir}events.csv" --format canonical
+step "measure the round: contacted vs held out, beside the simulator's true effect"
+$bin/propensity measure --summary --truth "${round_dir}effects.parquet"
 if [ "${DEMO_SERVE:-1}" = "1" ]; then
   step "serve the API"
   echo "docs: http://127.0.0.1:8000/docs"
