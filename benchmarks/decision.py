@@ -23,9 +23,14 @@ visitor (``features.simulation.response.true_effects``). Policies, each a pure d
 - ``random``: random order, email where subscribed, else an ad.
 
 All share the ad budget (``--ad-budget-share`` of the reach cost of the ad-consented
-visitors active in the feature window before round 1) and, except ``email_all``, the email
-volume of ``learned`` (each takes its best by its own ranking). Consent and the purchase
-suppression hold for all.
+visitors active in the feature window before round 1). The policies that value contacts
+(oracle, learned, fixed lift) email whoever they find worth it; the two that only rank
+(propensity first, random) email as many as ``learned`` does, best first by their ranking.
+Consent and the purchase suppression hold for all.
+
+Beside each round, what ``propensity measure`` found: the email and ads effect measured on
+the round's holdout, with its interval, and the simulator's true mean effect among the
+contacted.
 
 Printed: a table per round (profit, and as a fraction of the oracle's, mean and range over
 seeds), the learned lift per band beside the true mean effect of the visitors in the band,
@@ -40,6 +45,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import subprocess
+import sys
 import tempfile
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
@@ -223,9 +230,9 @@ def compare_policies(
     n = len(learned)
     email_ok, _ = _eligible(population.inputs, policy)
     choices = {
-        "oracle": routed_choice(population, policy, truth=True, volume=volume),
+        "oracle": routed_choice(population, policy, truth=True),
         "learned": learned,
-        "fixed_lift": routed_choice(population, policy, volume=volume),
+        "fixed_lift": routed_choice(population, policy),
         "propensity_first": ranked_choice(
             population, policy, np.argsort(-population.inputs.score, kind="stable"), volume
         ),
@@ -317,8 +324,27 @@ def run_seed(seed: int, visitors: int, rounds: int, ad_budget_share: float) -> l
                 "lift": lift_against_truth(lift, population),
             })  # fmt: skip
             _cli(env, "ingest", played["files"]["events"])
+            results[-1]["measured"] = _measured(env, played["files"]["effects"])
             _cli(env, "lift", "--until", played["window_end"])
         return results
+
+
+def _measured(env: dict[str, str], effects_file: str) -> dict[str, dict[str, float]]:
+    """Per route: the converted difference measured on the run's holdout, its interval, and
+    the simulator's true mean effect among the contacted."""
+    found = _cli(env, "measure", "--summary", "--truth", effects_file)
+    truth = found.get("true_effects", {})
+    result = {}
+    for segment in found["segments"]:
+        if segment["by"] != "route_group":
+            continue
+        rate = next(r for r in segment["rates"] if r["outcome"] == "converted")
+        result[segment["segment"]] = {
+            "measured": rate["difference"], "low": rate["difference_low"],
+            "high": rate["difference_high"], "true": truth.get(segment["segment"], float("nan")),
+            "treated": rate["treated"], "control": rate["control"],
+        }  # fmt: skip
+    return result
 
 
 def _spread(values: list[float]) -> str:
@@ -342,6 +368,14 @@ def report(results: list[dict[str, Any]], rounds: int) -> dict[str, float]:
             print(
                 f"{name:18} {_spread(profit):>31} {np.mean(share):8.3f} "
                 f"[{min(share):.2f}, {max(share):.2f}] {emails:9.0f} {ads:8.0f}"
+            )
+    print("\nmeasured on each round's holdout (converted, pp) against the true mean effect")
+    for r in results:
+        for route, m in r.get("measured", {}).items():
+            print(
+                f"seed {r['seed']} round {r['round']} {route:18} measured "
+                f"{m['measured'] * 100:+6.2f} [{m['low'] * 100:+6.2f}, {m['high'] * 100:+6.2f}]"
+                f"  true {m['true'] * 100:+6.2f}  ({m['treated']:,}/{m['control']:,})"
             )
     last = [r for r in results if r["round"] == rounds]
     errors: dict[str, list[float]] = {"email": [], "ads": []}
@@ -388,11 +422,23 @@ def main() -> None:
         "--ad-budget-share", type=float, default=0.2,
         help="ad budget per run: reach cost of this share of the ad-consented visitors",
     )  # fmt: skip
+    parser.add_argument("--only-seed", type=int, default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
     visitors = args.visitors or (20_000 if args.quick else 40_000)
+    if args.only_seed is not None:
+        print(json.dumps(run_seed(args.only_seed, visitors, args.rounds, args.ad_budget_share)))
+        return
     results = []
     for seed in range(1, args.seeds + 1):
-        results += run_seed(seed, visitors, args.rounds, args.ad_budget_share)
+        # A fresh process per shop: MLflow keeps per-process state about its stores.
+        done = subprocess.run(
+            [sys.executable, "-m", "benchmarks.decision", "--only-seed", str(seed),
+             "--visitors", str(visitors), "--rounds", str(args.rounds),
+             "--ad-budget-share", str(args.ad_budget_share)],
+            check=True, capture_output=True, text=True,
+        )  # fmt: skip
+        results += json.loads(done.stdout.strip().splitlines()[-1])
+        print(f"seed {seed} done", flush=True)
     figures = report(results, args.rounds)
     print(
         "RESULT "
