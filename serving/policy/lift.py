@@ -44,9 +44,16 @@ class ChannelLift:
 
     def at(self, score: npt.ArrayLike) -> FloatArray:
         """``Δp`` for each score: its band's (the outer bands extend to 0 and 1)."""
+        return self._of_band(score, [band.delta for band in self.bands])
+
+    def upper(self, score: npt.ArrayLike) -> FloatArray:
+        """The upper end of each score's band interval: how large ``Δp`` may still be."""
+        return self._of_band(score, [band.high for band in self.bands])
+
+    def _of_band(self, score: npt.ArrayLike, values: list[float]) -> FloatArray:
         edges = np.array([band.lo for band in self.bands[1:]], dtype=np.float64)
-        deltas = np.array([band.delta for band in self.bands], dtype=np.float64)
-        return deltas[np.searchsorted(edges, np.asarray(score, dtype=np.float64), side="right")]
+        chosen = np.array(values, dtype=np.float64)
+        return chosen[np.searchsorted(edges, np.asarray(score, dtype=np.float64), side="right")]
 
 
 @dataclass(frozen=True)
@@ -82,4 +89,14 @@ def incremental_probability(
     """``Δp`` of contacting each visitor through ``channel`` (see the module docstring)."""
     if lift is not None and channel in lift.channels:
         return lift.channels[channel].at(score)
+    return np.asarray(score, dtype=np.float64) * assumed_lift
+
+
+def plausible_probability(
+    score: npt.ArrayLike, channel: str, assumed_lift: float, lift: LiftModel | None
+) -> FloatArray:
+    """The largest ``Δp`` the evidence leaves plausible for each visitor: the upper end of
+    the measured band interval; the assumption itself where nothing is measured."""
+    if lift is not None and channel in lift.channels:
+        return lift.channels[channel].upper(score)
     return np.asarray(score, dtype=np.float64) * assumed_lift

@@ -25,7 +25,10 @@ deterministic share of each channel's audience is held out: ``holdout``/``holdou
 share, or one sized from the channel's ``min_detectable_effect``). Last, exploration: of the
 visitors no channel is worth it for, a deterministic ``exploration_share`` per consented
 channel is sent anyway and as many are held out beside them (reason ``exploration``), so the
-lift is measured at every score; explored ads are paid from the ad budget first.
+lift is measured at every score; ``uncertain_exploration_share`` instead where the channel
+would be worth it at the upper end of its measured lift's interval (where the policy may be
+wrong, it looks harder, so one unlucky holdout cannot switch a channel off for good);
+explored ads are paid from the ad budget first.
 """
 
 from __future__ import annotations
@@ -40,7 +43,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from features.events.schema import AdsConsent, EmailStatus
 from serving.policy.holdout import VisitorIds, holdout_draws, holdout_share_for
-from serving.policy.lift import LiftModel, incremental_probability
+from serving.policy.lift import LiftModel, incremental_probability, plausible_probability
 
 Route = Literal["none", "email_remarketing", "ad_retargeting", "holdout"]
 Reason = Literal[
@@ -113,6 +116,14 @@ class ChannelPolicy(BaseModel):
         description="share of the consented visitors the policy does not send to the channel "
         "that are sent anyway, and as many held out beside them, so the channel's lift is "
         "measured at every score, not only where it is used today",
+    )
+    uncertain_exploration_share: float = Field(
+        0.2,
+        ge=0,
+        le=0.5,
+        description="the exploration share instead, for visitors the channel is not worth it "
+        "for at its learned lift but would be at the upper end of the lift's interval: "
+        "where the policy may be wrong, it looks harder",
     )
 
     @model_validator(mode="after")
@@ -222,17 +233,19 @@ class RoutingDecision:
 
 
 def expected_values(
-    inputs: RoutingInputs, policy: RoutingPolicy, lift: LiftModel | None = None
+    inputs: RoutingInputs,
+    policy: RoutingPolicy,
+    lift: LiftModel | None = None,
+    *,
+    plausible: bool = False,
 ) -> tuple[FloatArray, FloatArray]:
-    """(email EV, ads EV) per visitor, in currency."""
+    """(email EV, ads EV) per visitor, in currency; ``plausible``: at the upper end of the
+    measured lift's interval instead of its estimate (how much a contact may still be worth)."""
     value = np.where(np.isnan(inputs.order_value), policy.default_order_value, inputs.order_value)
     own = inputs.uplift or {}
+    effect = plausible_probability if plausible else incremental_probability
     values = [
-        (
-            own[name]
-            if name in own
-            else incremental_probability(inputs.score, name, channel.incremental_lift, lift)
-        )
+        (own[name] if name in own else effect(inputs.score, name, channel.incremental_lift, lift))
         * value
         * policy.margin
         - channel.unit_cost
@@ -299,21 +312,37 @@ class _Exploration:
     ads_control: npt.NDArray[np.bool_]
 
 
+def _exploration_shares(
+    inputs: RoutingInputs, policy: RoutingPolicy, lift: LiftModel | None
+) -> tuple[FloatArray, FloatArray]:
+    """Per visitor and channel: the exploration share, raised to the uncertain one where the
+    channel would be worth it at the upper end of its lift's interval."""
+    email_plausible, ads_plausible = expected_values(inputs, policy, lift, plausible=True)
+    threshold = policy.min_expected_value
+    return tuple(  # type: ignore[return-value]
+        np.where(
+            plausible > threshold, channel.uncertain_exploration_share, channel.exploration_share
+        )
+        for plausible, channel in ((email_plausible, policy.email), (ads_plausible, policy.ads))
+    )
+
+
 def _exploration(
     visitor_id: VisitorIds,
     nowhere: npt.NDArray[np.bool_],
     email_ok: npt.NDArray[np.bool_],
     ads_ok: npt.NDArray[np.bool_],
+    shares: tuple[FloatArray, FloatArray],
     policy: RoutingPolicy,
     ads_room: int | None,
 ) -> _Exploration:
     """Randomised contacts among the visitors the policy sends nowhere: a draw under the
-    channel's ``exploration_share`` is sent, one between it and twice it is held out; email
-    is explored first, ads among the rest. ``ads_room``: ad contacts the budget allows
-    (lowest draws first), None for no limit."""
+    visitor's exploration share of the channel (``shares``: email, ads) is sent, one between
+    it and twice it is held out; email is explored first, ads among the rest. ``ads_room``:
+    ad contacts the budget allows (lowest draws first), None for no limit."""
     none = np.zeros(len(nowhere), dtype=bool)
-    email_share, ads_share = policy.email.exploration_share, policy.ads.exploration_share
-    if not nowhere.any() or email_share + ads_share == 0:
+    email_share, ads_share = shares
+    if not nowhere.any() or not (email_share.any() or ads_share.any()):
         return _Exploration(none, none, none, none)
     draws = holdout_draws(visitor_id, policy.campaign_salt + EXPLORATION_SALT)
     email = nowhere & email_ok & (draws["email"] < 2 * email_share)
@@ -355,6 +384,7 @@ def route_batch(
         open_ & ~email_worth & ~ads_worth,
         email_ok,
         ads_ok,
+        _exploration_shares(inputs, policy, lift),
         policy,
         None if ads_ev_floor is not None else ads_limit(policy, len(ads_ev)),
     )

@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 
 from features.events.schema import ADS_CONSENTS, EMAIL_STATUSES
 from serving.policy.holdout import minimum_detectable_effect
+from serving.policy.lift import BandLift, ChannelLift, LiftModel
 from serving.policy.routing import (
     ADS,
     EMAIL,
@@ -313,3 +314,22 @@ def test_a_detectable_effect_sizes_the_holdout() -> None:
     assert minimum_detectable_effect(baseline, n - held, held) == pytest.approx(0.02, rel=0.02)
     # Held out as sized: the draw under the share.
     assert np.count_nonzero(emailed & (decided.route == HOLDOUT)) == pytest.approx(held, rel=0.1)
+
+
+def _email_lift(delta: float, high: float) -> LiftModel:
+    band = BandLift(0.0, 1.0, delta, delta - 0.01, high, 500, 500, delta, 0.0)
+    return LiftModel("lifttest", {"email": ChannelLift((band,))})
+
+
+def test_exploration_looks_harder_where_the_lift_may_be_wrong() -> None:
+    """A channel measured just below break-even, with an interval reaching above it, is
+    explored at the uncertain share; one measured clearly worthless, at the base share."""
+    inputs = _crowd(40_000, seed=11)
+    policy = RoutingPolicy.model_validate({"ads": {"cpm": 1000.0, "incremental_lift": 0.0}})
+    subscribed = inputs.email_status == "subscribed"
+    for high, share in ((0.01, policy.email.uncertain_exploration_share),
+                        (-0.001, policy.email.exploration_share)):  # fmt: skip
+        decided = route_batch(inputs, policy, lift=_email_lift(-0.002, high))
+        sent = (decided.route == EMAIL) & (decided.reason == EXPLORATION)
+        assert not np.any((decided.route == EMAIL) & (decided.reason != EXPLORATION))
+        assert sent.sum() == pytest.approx(share * subscribed.sum(), rel=0.15)
