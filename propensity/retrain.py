@@ -2,8 +2,10 @@
 
 ingest what is new -> snapshots -> (unchanged since the champion? stop) -> train and register
 the challenger (scored against the champion on the same out-of-time test) -> promote only
-through the training gate (``training.registry.promote``) -> a summary, printed and logged
-as an MLflow run of the ``propensity-retrain`` experiment.
+through the training gate (``training.registry.promote``) -> refit the lift through its own
+gate (``serving.campaign.lift.gate_lift``: a refit without the newest run must predict that
+run's holdout as well as the live fit) -> a summary, printed and logged as an MLflow run of
+the ``propensity-retrain`` experiment.
 
 Safe to re-run: ingest is idempotent, a run on the data the champion was trained on (same
 snapshot fingerprint and training settings) trains nothing, and one retrain runs at a time
@@ -61,6 +63,8 @@ class RetrainSummary:
     reason: str = ""
     training_run_id: str | None = None
     test_metrics: dict[str, float] = field(default_factory=dict)
+    #: The lift refit: its gate's verdict and the fit made live (None when it was not).
+    lift: dict[str, Any] = field(default_factory=dict)
     retrain_run_id: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
@@ -165,8 +169,19 @@ def retrain(
             summary.champion_after = decision.champion_version
             if not decision.promoted and decision.challenger_version:
                 summary.reason = f"challenger v{decision.challenger_version}: {decision.reason}"
+        summary.lift = step("lift", lambda: _refit_lift(settings))
+        if not summary.lift:
+            summary.steps["lift"] = "skipped"
         summary.retrain_run_id = step("log", lambda: _log_summary(settings, summary, "FINISHED"))
     return summary
+
+
+def _refit_lift(settings: Settings) -> dict[str, Any]:
+    """Refit the lift through its gate; empty when no scoring run has its outcomes in."""
+    gate, model = jobs.gated_lift(settings)
+    if gate.newest_run is None:
+        return {}
+    return {**asdict(gate), "fit_id": model.fit_id if model is not None else None}
 
 
 def _snapshots(settings: Settings) -> tuple[tuple[SnapshotConfig, pl.DataFrame], str]:

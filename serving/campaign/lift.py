@@ -8,11 +8,12 @@ group can fill (``min_control_per_band``). The fit is hierarchical, in two steps
 1. **The channel's level**: the effect over all its units, shrunk toward the policy's
    assumption (``incremental_lift`` × the mean score) with a prior standard deviation of
    ``max(|assumption|, channel_prior_sd)``. A few hundred held-out visitors pin it down.
-2. **Each band** is shrunk toward the assumption's shape at the measured level (the
-   assumption of the band × level / assumption overall; the level itself where the
-   assumption is zero), with a prior standard deviation of ``max(|that prior|, |level|,
-   prior_sd_floor)``: a band may differ from the shape by about the level itself. Where a band's own holdout is small it follows the level, not the
-   assumption; with a large one, its own measurement.
+2. **Each band** is shrunk toward that level, with a prior standard deviation of
+   ``max(|level|, prior_sd_floor)``: a band may differ from the channel by about the level
+   itself. Where a band's own holdout is small it follows the channel's measured level, not
+   the assumption; with a large one, its own measurement. (Not toward the assumption's
+   shape, ``∝ score``: Hillstrom's effect does not grow with propensity, and scaling a noisy
+   level by the score amplifies its noise most in the top band.)
 
 In each band and overall, the measured effect is the difference of the treated and control
 purchase rates, with the variance of a difference of two proportions (each rate add-one
@@ -31,13 +32,20 @@ import hashlib
 import json
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import polars as pl
 from pydantic import BaseModel, ConfigDict, Field
 from scipy import stats
 
-from serving.policy.lift import CHANNELS, BandLift, ChannelLift, LiftModel
+from serving.policy.lift import (
+    CHANNELS,
+    BandLift,
+    ChannelLift,
+    LiftModel,
+    incremental_probability,
+)
 from serving.policy.routing import ROUTES, RoutingPolicy
 
 #: Channel names in units (route names) and in the lift model.
@@ -132,11 +140,9 @@ def _channel_lift(part: pl.DataFrame, assumed: float, settings: LiftSettings) ->
     bands = []
     for k in range(len(edges) + 1):
         inside = band == k
-        assumption = assumed * float(score[inside].mean()) if inside.any() else 0.0
-        prior = assumption * level / overall_prior if overall_prior > 0 else level
-        # A band may differ from the shape by about the channel's level.
+        # A band may differ from the channel's level by about the level itself.
         spread = max(abs(level), settings.prior_sd_floor)
-        bands.append(_band(bounds[k], bounds[k + 1], prior, strata(inside), spread, z))
+        bands.append(_band(bounds[k], bounds[k + 1], level, strata(inside), spread, z))
     return ChannelLift(tuple(bands))
 
 
@@ -174,3 +180,85 @@ def _band(
     delta = weight * observed + (1 - weight) * prior
     sd = math.sqrt(1 / (precision + 1 / prior_var))
     return BandLift(lo, hi, delta, delta - z * sd, delta + z * sd, n_t, n_c, observed, prior)
+
+
+@dataclass(frozen=True)
+class LiftGate:
+    """Whether a refitted lift replaces the live one, judged out of time: a candidate fitted
+    without the newest run against the live fit, on how well each predicts what the newest
+    run's holdout measured (``prediction_error``; lower is better)."""
+
+    promoted: bool
+    reason: str
+    newest_run: str | None = None
+    candidate_error: float | None = None
+    live_error: float | None = None
+
+
+def prediction_error(
+    model: LiftModel | None, units: pl.DataFrame, bands: LiftModel, policy: RoutingPolicy
+) -> float | None:
+    """How far ``model``'s ``Δp`` (None: the policy's assumption) is from the effect
+    ``units`` measure, in the score bands of ``bands``: the mean over channels and bands with
+    both arms of ``(predicted − measured)² / variance of the measurement``. None when no band
+    has both arms."""
+    errors = []
+    for route, name in _CHANNEL_OF_ROUTE.items():
+        part = units.filter(pl.col("channel") == route)
+        if name not in bands.channels or part.is_empty():
+            continue
+        score = part.get_column("score").to_numpy()
+        treated = part.get_column("treated").to_numpy().astype(bool)
+        converted = part.get_column("converted").to_numpy().astype(np.float64)
+        predicted = incremental_probability(
+            score, name, getattr(policy, name).incremental_lift, model
+        )
+        for band in bands.channels[name].bands:
+            inside = (score >= band.lo) & (score < band.hi) if band.hi < 1 else score >= band.lo
+            n_t, n_c = int((inside & treated).sum()), int((inside & ~treated).sum())
+            if n_t == 0 or n_c == 0:
+                continue
+            rate_t = float(converted[inside & treated].mean())
+            rate_c = float(converted[inside & ~treated].mean())
+            smooth_t = (converted[inside & treated].sum() + 1) / (n_t + 2)
+            smooth_c = (converted[inside & ~treated].sum() + 1) / (n_c + 2)
+            var = smooth_t * (1 - smooth_t) / n_t + smooth_c * (1 - smooth_c) / n_c
+            guess = float(predicted[inside & treated].mean())
+            errors.append((guess - (rate_t - rate_c)) ** 2 / var)
+    return float(np.mean(errors)) if errors else None
+
+
+def gate_lift(
+    units: pl.DataFrame,
+    live: LiftModel | None,
+    policy: RoutingPolicy,
+    settings: LiftSettings,
+) -> LiftGate:
+    """Judge a refit (see ``LiftGate``): promoted when there is no live fit or no earlier run
+    to fit a candidate on, or when the candidate predicts the newest run at least as well as
+    the live fit (the assumption, when none) does."""
+    runs = sorted(units.get_column("run_id").unique().to_list()) if units.height else []
+    if not runs:
+        return LiftGate(False, "no run with its outcomes in")
+    newest = runs[-1]
+    if live is None:
+        return LiftGate(True, "first fit", newest)
+    if len(runs) == 1:
+        return LiftGate(True, "one run only: nothing to judge a refit out of time on", newest)
+    earlier = units.filter(pl.col("run_id") != newest)
+    held = units.filter(pl.col("run_id") == newest)
+    candidate = fit_lift(earlier, policy, settings, runs[:-1])
+    candidate_error = prediction_error(candidate, held, candidate, policy)
+    live_error = prediction_error(live, held, candidate, policy)
+    if candidate_error is None or live_error is None:
+        return LiftGate(True, f"{newest} has no holdout to judge on", newest)
+    better = candidate_error <= live_error
+    verdict = "predicts" if better else "does not predict"
+    return LiftGate(
+        better,
+        f"the refit {verdict} {newest} as well as the live fit "
+        f"(error {candidate_error:.3g} against {live_error:.3g})",
+        newest,
+        candidate_error,
+        live_error,
+    )
