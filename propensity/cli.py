@@ -327,6 +327,13 @@ def measure(
     summary: Annotated[
         bool, typer.Option(help="overall and per route only (no score deciles)")
     ] = False,
+    until: Annotated[
+        datetime | None,
+        typer.Option(
+            help="the lake holds every event up to this time [default: its latest event] "
+            "(propensity respond prints it for a simulated round)"
+        ),
+    ] = None,
     truth: Annotated[
         Path | None,
         typer.Option(
@@ -366,6 +373,7 @@ def measure(
             result = measure_scoring_run(
                 jobs.serving_paths(settings).scoring_dir, settings.lake_dir,
                 settings.serving.routing, horizon=horizon, confidence=confidence, run_id=run,
+                complete_until=until.replace(tzinfo=until.tzinfo or UTC) if until else None,
             )  # fmt: skip
             segments, payload = result.segments, result.to_dict()
             title = f"scoring run {result.run_id}: contacted vs holdout"

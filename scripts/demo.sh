@@ -25,7 +25,9 @@ $bin/propensity respond --simulation "$data/simulated"
 round_dir=$(ls -td "$data"/simulated/rounds/*/ | head -1)
 $bin/propensity ingest "${round_dir}events.csv" --format canonical
 step "measure the round: contacted vs held out, beside the simulator's true effect"
-$bin/propensity measure --summary --truth "${round_dir}effects.parquet"
+# The round revealed the shop up to the end of its outcome window (rounds.json says when).
+until=$($bin/python -c 'import json, sys; print(json.load(open(sys.argv[1]))["rounds"][-1]["window_end"])' "$data/simulated/rounds.json")
+$bin/propensity measure --summary --truth "${round_dir}effects.parquet" --until "$until"
 if [ "${DEMO_SERVE:-1}" = "1" ]; then
   step "serve the API"
   echo "docs: http://127.0.0.1:8000/docs"

@@ -144,8 +144,11 @@ def measure_scoring_run(
     horizon: timedelta,
     confidence: float,
     run_id: str | None = None,
+    complete_until: datetime | None = None,
 ) -> CampaignMeasurement:
-    """Contacted vs holdout overall, per route and per score decile (see module doc)."""
+    """Contacted vs holdout overall, per route and per score decile (see module doc). The
+    outcomes count as complete when the lake holds every event up to the window's end: by
+    its latest event, or ``complete_until`` when the caller knows better."""
     folder = run_dir_of(scoring_dir, run_id)
     scores = pl.read_parquet(folder / "scores.parquet")
     if scores.is_empty():
@@ -168,7 +171,8 @@ def measure_scoring_run(
     )  # fmt: skip
     return CampaignMeasurement(
         run_id=folder.name, as_of=as_of, horizon_end=as_of + horizon,
-        outcomes_complete=latest is not None and latest >= as_of + horizon,
+        outcomes_complete=(complete_until or latest) is not None
+        and (complete_until or latest) >= as_of + horizon,
         policy_matches=matches, segments=segments,
     )  # fmt: skip
 
