@@ -35,10 +35,12 @@ contacted.
 Printed: a table per round (profit, and as a fraction of the oracle's, mean and range over
 seeds), the learned lift per band beside the true mean effect of the visitors in the band,
 and the last line ``RESULT fraction_of_oracle=… vs_fixed_lift=… vs_propensity_first=…
-vs_email_all=… rounds=… seeds=… lift_error_pp_email=… lift_error_pp_ads=…``: the last
-round's learned profit as a fraction of the oracle's, and its ratio to each baseline's (mean
-over seeds). Target (issue 18): after 3 rounds of learning, at least 0.8 of the oracle, and
-ahead of fixed lift, propensity first and email-all by more than the seed-to-seed spread.
+vs_email_all=… rounds=… seeds=… lift_error_pp_email=… lift_error_pp_ads=…
+uplift_beats_lift=k/n``: the last round's learned profit as a fraction of the oracle's, its
+ratio to each baseline's (mean over seeds), and in how many channels of the last round a
+per-visitor uplift model (``propensity uplift``) out-ranks the lift curve on Qini. Target
+(issue 18): after 3 rounds of learning, at least 0.8 of the oracle, and ahead of fixed lift,
+propensity first and email-all by more than the seed-to-seed spread.
 """
 
 from __future__ import annotations
@@ -326,6 +328,9 @@ def run_seed(seed: int, visitors: int, rounds: int, ad_budget_share: float) -> l
             _cli(env, "ingest", played["files"]["events"])
             results[-1]["measured"] = _measured(env, played["files"]["effects"])
             _cli(env, "lift", "--until", played["window_end"])
+            if number == rounds:
+                checked = _cli(env, "uplift", "--until", played["window_end"])
+                results[-1]["uplift"] = checked["channels"]
         return results
 
 
@@ -351,7 +356,7 @@ def _spread(values: list[float]) -> str:
     return f"{np.mean(values):9.1f} [{min(values):8.1f}, {max(values):8.1f}]"
 
 
-def report(results: list[dict[str, Any]], rounds: int) -> dict[str, float]:
+def report(results: list[dict[str, Any]], rounds: int) -> dict[str, float | int | str]:
     """Print the tables; return the RESULT figures."""
     seeds = sorted({r["seed"] for r in results})
     for number in range(1, rounds + 1):
@@ -391,6 +396,19 @@ def report(results: list[dict[str, Any]], rounds: int) -> dict[str, float]:
                     f"({band['visitors']:,.0f} visitors)"
                 )
 
+    print("\nper-visitor uplift model against the lift curve, Qini on the last round")
+    wins = total = 0
+    for r in last:
+        for check in r.get("uplift", []):
+            if check["qini_uplift"] is None:
+                continue
+            total += 1
+            wins += check["qini_uplift"] > check["qini_lift"]
+            print(
+                f"seed {r['seed']} {check['channel']:5} uplift {check['qini_uplift']:+.5f}  "
+                f"lift curve {check['qini_lift']:+.5f}  score {check['qini_score']:+.5f}"
+            )
+
     def ratio(name: str) -> float:
         return float(np.mean([
             r["policies"]["learned"]["profit"] / r["policies"][name]["profit"] for r in last
@@ -405,6 +423,7 @@ def report(results: list[dict[str, Any]], rounds: int) -> dict[str, float]:
         "seeds": len(seeds),
         "lift_error_pp_email": float(np.mean(errors["email"])) if errors["email"] else float("nan"),
         "lift_error_pp_ads": float(np.mean(errors["ads"])) if errors["ads"] else float("nan"),
+        "uplift_beats_lift": f"{wins}/{total}",
     }
 
 

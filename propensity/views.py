@@ -14,6 +14,7 @@ from features.ingest.pipeline import IngestReport
 
 if TYPE_CHECKING:
     from propensity.campaign_rounds import RoundSummary
+    from propensity.uplift_check import UpliftCheck
     from serving.batch.outputs import ScoringSummary
     from serving.campaign.statistics import SegmentMeasurement
     from serving.policy.lift import LiftModel
@@ -201,4 +202,26 @@ def lift_table(model: LiftModel) -> Table:
     table.caption = (
         f"Δp in pp; {model.confidence:.0%} intervals; plot: lift/{model.fit_id}/lift.png"
     )
+    return table
+
+
+def uplift_table(checks: list[UpliftCheck]) -> Table:
+    """Per channel: the Qini of the uplift model, the lift curve and the score on the
+    validation run, and the verdict."""
+    run = checks[0].validation_run if checks else ""
+    table = Table(title=f"uplift check, validated on run {run}", title_justify="left")
+    for name in ("channel", "train/valid units", "Qini uplift", "Qini lift", "Qini score"):
+        table.add_column(name, justify="left" if name == "channel" else "right")
+    table.add_column("verdict")
+
+    def qini(value: float | None) -> str:
+        return "" if value is None else f"{value:.4f}"
+
+    for check in checks:
+        table.add_row(
+            check.channel, f"{check.train_units:,}/{check.validation_units:,}",
+            qini(check.qini_uplift), qini(check.qini_lift), qini(check.qini_score),
+            check.verdict,
+        )  # fmt: skip
+    table.caption = "Qini coefficient: incremental conversions over random targeting, per unit"
     return table

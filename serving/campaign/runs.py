@@ -192,8 +192,8 @@ def measured_units(
     complete_until: datetime | None = None,
 ) -> tuple[pl.DataFrame, list[str]]:
     """What every run with its outcomes in teaches about the contacts: one row per visitor
-    routed to a channel or held out from one (``run_id, channel, treated, score,
-    converted, explored``), and the runs used. A run counts once its outcome window
+    routed to a channel or held out from one (``run_id, visitor_id, channel, treated,
+    score, converted, explored``), and the runs used. A run counts once its outcome window
     (``window_of`` its model version) ends by the time the lake is complete up to
     (``complete_until``; default: its latest event) and its channels are known."""
     latest = complete_until or (
@@ -219,6 +219,7 @@ def measured_units(
         frames.append(
             units.filter(pl.col("route_group").is_not_null()).select(
                 pl.lit(folder.name).alias("run_id"),
+                "visitor_id",
                 pl.col("route_group").alias("channel"),
                 "treated",
                 "score",
@@ -229,7 +230,8 @@ def measured_units(
             )
         )
         used.append(folder.name)
-    schema = {"run_id": pl.String, "channel": pl.String, "treated": pl.Boolean,
+    schema = {"run_id": pl.String, "visitor_id": pl.String, "channel": pl.String,
+              "treated": pl.Boolean,
               "score": pl.Float64, "converted": pl.Int64, "explored": pl.Boolean}  # fmt: skip
     units = pl.concat(frames) if frames else pl.DataFrame(schema=schema)
     return units, used

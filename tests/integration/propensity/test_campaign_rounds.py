@@ -131,6 +131,13 @@ def test_two_campaign_rounds_measure_what_the_shop_did(tmp_path: Path) -> None:
     # The scheduled retrain refits the lift through its gate, judged on the newest run whose
     # outcome window the lake covers (the second's ends after its last event: not yet).
     _run(data, "ingest", second["files"]["events"])
+    # Would a per-visitor uplift model rank better? Trained on the first run, judged on the
+    # second's holdout.
+    checked = _run(data, "uplift", "--until", second["window_end"])
+    email_check = next(c for c in checked["channels"] if c["channel"] == "email")
+    assert email_check["validation_run"] == second["run_id"]
+    assert email_check["train_units"] > 0 and email_check["validation_units"] > 0
+    assert email_check["qini_uplift"] is not None and email_check["qini_lift"] is not None
     retrained = _run(data, "retrain")
     assert retrained["steps"]["lift"] == "ok"
     assert retrained["lift"]["newest_run"] == first["run_id"]
