@@ -62,22 +62,23 @@ class DayBuffer:
             self.spill()
 
     def spill(self) -> None:
-        """Write what is held to disk: one file per date (lz4: cheap, and read back once)."""
+        """Write what is held to disk: one file per date, as Arrow IPC (a near copy of the
+        memory: several times cheaper than Parquet to write and read back, once)."""
         for day, parts in self._held.items():
             folder = self.directory / day.isoformat()
             folder.mkdir(parents=True, exist_ok=True)
-            pl.concat(parts).write_parquet(
-                folder / f"{self._spills:06d}.parquet", compression="lz4"
+            pl.concat(parts).write_ipc(
+                folder / f"{self._spills:06d}.arrow", compression="uncompressed"
             )
         self._held, self._held_bytes = {}, 0
         self._spills += 1
 
     def scan_day(self, day: date) -> pl.LazyFrame:
         """The day's events with their ``_event_hash``; releases the part held in memory."""
-        files = sorted((self.directory / day.isoformat()).glob("*.parquet"))
+        files = sorted((self.directory / day.isoformat()).glob("*.arrow"))
         held = self._held.pop(day, [])
         self._held_bytes -= sum(int(part.estimated_size()) for part in held)
-        frames = [pl.scan_parquet(files)] if files else []
+        frames = [pl.scan_ipc(files)] if files else []
         return pl.concat([*frames, *(part.lazy() for part in held)])
 
 
