@@ -21,6 +21,7 @@ from rich.markup import escape
 from propensity.logs import configure_logging
 from propensity.settings import Settings
 from propensity.views import (
+    files_table,
     ingest_table,
     lift_table,
     measurement_table,
@@ -62,7 +63,12 @@ def _emit_json(payload: object) -> None:
 
 @app.command()
 def ingest(
-    file: Annotated[Path, typer.Argument(help="event file (CSV/JSON lines/Parquet, may be .gz)")],
+    files: Annotated[
+        list[str],
+        typer.Argument(
+            help="event file(s) (CSV/JSON lines/Parquet, may be .gz), folders or glob patterns"
+        ),
+    ],
     fmt: Annotated[
         str | None,
         typer.Option(
@@ -75,25 +81,43 @@ def ingest(
     ] = None,
     as_json: JsonOption = False,
 ) -> None:
-    """Validate a file and append its events to the lake; quarantine what is invalid."""
+    """Validate files and append their events to the lake; quarantine what is invalid.
+
+    One file: ingested (again, if it was before: its events count as duplicates). A folder,
+    a glob or several files: ingested in name order, each once (files whose content is
+    already in the lake are skipped), with a summary per file and in total.
+    """
     from features.ingest.batch import IngestError
+    from features.ingest.incremental import is_pattern
     from features.ingest.mapping import MappingError
     from propensity import jobs
 
     settings = _settings()
-    if not file.is_file():
-        raise _fail(f"{file}: no such file")
+    single = len(files) == 1 and not is_pattern(files[0]) and not Path(files[0]).is_dir()
+    if single and not Path(files[0]).is_file():
+        raise _fail(f"{files[0]}: no such file")
     try:
         with progress_bar(
-            err, f"ingesting {file.name}", disable=as_json or fmt == "contacts"
+            err, f"ingesting {Path(files[0]).name}", disable=as_json or fmt == "contacts"
         ) as advance:
-            report = jobs.ingest(settings, file, fmt, mapping, on_progress=advance)
+            if single:
+                report = jobs.ingest(settings, Path(files[0]), fmt, mapping, on_progress=advance)
+            else:
+                many = jobs.ingest_many(settings, files, fmt, mapping, on_progress=advance)
     except (IngestError, MappingError, ValueError, OSError) as problem:
         raise _fail(str(problem)) from None
+    if single:
+        if as_json:
+            _emit_json(report.to_dict())
+        else:
+            out.print(ingest_table(report))
+        return
     if as_json:
-        _emit_json(report.to_dict())
+        _emit_json(many.to_dict())
     else:
-        out.print(ingest_table(report))
+        out.print(files_table(many))
+    if many.failed:
+        raise typer.Exit(code=1)
 
 
 @app.command()

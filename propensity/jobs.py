@@ -17,6 +17,7 @@ import polars as pl
 from contract.model import LabelWindow, ModelContract
 from features.definitions import FEATURE_COLUMNS
 from features.ingest.contacts import read_contacts
+from features.ingest.incremental import FilesReport
 from features.ingest.pipeline import IngestReport
 from features.lake import scan_events
 from features.snapshots import SnapshotConfig, build_snapshots
@@ -134,10 +135,12 @@ def ingest(
     fmt: str | None = None,
     mapping: Path | None = None,
     *,
+    fingerprint: str | None = None,
     on_progress: Callable[[int], None] | None = None,
 ) -> IngestReport:
     """Validate one file into the lake (idempotent: events already there count as duplicates);
     ``fmt="contacts"`` updates contactability instead."""
+    from features.ingest.budget import IngestBudget
     from features.ingest.contacts import ingest_contacts_file, merge_ads_consent
     from features.ingest.ga4 import read_ga4_consent
     from features.ingest.pipeline import ingest_file, new_ingest_id
@@ -160,6 +163,7 @@ def ingest(
         min_event_time=settings.ingest.min_event_time,
         max_event_time=started + settings.ingest.max_future_skew,
     )
+    budget = IngestBudget.from_memory(settings.ingest.max_memory_mb)
     report = ingest_file(
         file,
         mapping=source.mapping,
@@ -167,13 +171,40 @@ def ingest(
         lake_dir=settings.lake_dir,
         quarantine_dir=settings.quarantine_dir,
         limits=limits,
-        batch_rows=settings.ingest.batch_rows,
+        batch_rows=budget.batch_rows,
+        day_rows=budget.day_rows,
+        held_bytes=budget.held_bytes,
         ingest_id=ingest_id,
+        fingerprint=fingerprint,
         on_progress=on_progress,
     )
     if fmt == "ga4":
         report.contacts_updated = merge_ads_consent(settings.lake_dir, read_ga4_consent(file))
     return report
+
+
+def ingest_many(
+    settings: Settings,
+    targets: list[str],
+    fmt: str | None = None,
+    mapping: Path | None = None,
+    *,
+    on_progress: Callable[[int], None] | None = None,
+) -> FilesReport:
+    """Ingest the files, folders and glob patterns in ``targets`` in order, skipping files
+    whose content is already in the lake."""
+    from features.ingest.incremental import expand_inputs, ingest_files
+
+    paths = expand_inputs(targets)
+    if not paths:
+        raise FileNotFoundError(f"{' '.join(targets)}: no files to ingest")
+    return ingest_files(
+        paths,
+        settings.lake_dir,
+        lambda path, digest: ingest(
+            settings, path, fmt, mapping, fingerprint=digest, on_progress=on_progress
+        ),
+    )
 
 
 def serving_paths(settings: Settings) -> ServingPaths:

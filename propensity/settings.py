@@ -2,7 +2,7 @@
 
 Every field can be overridden from the environment with the ``PROPENSITY_`` prefix, nested
 sections with a double underscore: ``PROPENSITY_DATA_DIR=/srv/prop``,
-``PROPENSITY_INGEST__BATCH_ROWS=500000``.
+``PROPENSITY_INGEST__MAX_MEMORY_MB=1024``.
 """
 
 from __future__ import annotations
@@ -25,7 +25,11 @@ from training.settings import TrainingSettings
 class IngestSettings(BaseModel):
     """Limits applied while turning raw files into canonical events."""
 
-    batch_rows: int = Field(1_000_000, gt=0, description="rows validated per batch")
+    max_memory_mb: int = Field(
+        1536,
+        ge=64,
+        description="memory an ingest aims to stay under, whatever the file's size (fits 8 GB)",
+    )
     max_future_skew: timedelta = Field(
         timedelta(days=1), description="events later than ingest time + this are quarantined"
     )

@@ -10,6 +10,7 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from features.ingest.incremental import FilesReport
 from features.ingest.pipeline import IngestReport
 
 if TYPE_CHECKING:
@@ -54,6 +55,34 @@ def ingest_table(report: IngestReport) -> Table:
         table.add_row("contacts updated", f"{report.contacts_updated:,}")
     if report.quarantine_file:
         table.add_row("quarantine file", report.quarantine_file)
+    return table
+
+
+def files_table(report: FilesReport) -> Table:
+    """One row per file of a multi-file ingest, then the total."""
+    table = Table(title="ingest", title_justify="left")
+    for name in ("file", "status", "rows read", "accepted", "duplicates", "quarantined"):
+        table.add_column(name, justify="left" if name in ("file", "status") else "right")
+    for entry in report.files:
+        counts = [
+            f"{entry[key]:,}" if key in entry else "-"
+            for key in ("rows_read", "accepted", "duplicates")
+        ]
+        quarantined = sum(entry["quarantined"].values()) if "quarantined" in entry else None
+        status = entry["status"] + (f": {entry['error']}" if "error" in entry else "")
+        table.add_row(
+            entry["file"], status, *counts, "-" if quarantined is None else f"{quarantined:,}"
+        )
+    total = report.total()
+    table.add_row(
+        f"total: {total['files']} files",
+        f"{total['ingested']} ingested, {total['skipped']} skipped, {total['failed']} failed",
+        f"{total['rows_read']:,}",
+        f"{total['accepted']:,}",
+        f"{total['duplicates']:,}",
+        f"{sum(total['quarantined'].values()):,}",
+        style="bold",
+    )
     return table
 
 

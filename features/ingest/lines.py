@@ -45,7 +45,7 @@ def starts_with(path: Path, magic: bytes) -> bool:
         raise IngestError(f"{path}: cannot open: {err.strerror}") from err
 
 
-def _open_binary(path: Path) -> BufferedIOBase:
+def open_binary(path: Path) -> BufferedIOBase:
     try:
         if starts_with(path, _GZIP_MAGIC):
             return gzip.open(path, "rb")
@@ -88,7 +88,7 @@ def iter_lines(path: Path, batch_rows: int) -> Iterator[LineBatch]:
     if batch_rows < 1:
         raise ValueError(f"batch_rows must be positive, got {batch_rows}")
     next_line = 1
-    with _open_binary(path) as handle:
+    with open_binary(path) as handle:
         while True:
             try:
                 raw_lines = list(islice(handle, batch_rows))

@@ -19,7 +19,7 @@ from pathlib import Path
 import polars as pl
 
 from features.ingest.batch import LINE_COLUMN, RawBatch, unreadable_lines
-from features.ingest.lines import UNPARSEABLE, _open_binary
+from features.ingest.lines import UNPARSEABLE, open_binary
 from features.ingest.mapping import SourceMapping
 from features.ingest.tabular import check_columns
 
@@ -78,7 +78,7 @@ class _Batcher:
 
 def iter_csv_tolerant(path: Path, mapping: SourceMapping, batch_rows: int) -> Iterator[RawBatch]:
     """Batches of a delimited text file (plain or gzip) that never fail on a bad line."""
-    with _open_binary(path) as handle:
+    with open_binary(path) as handle:
         header = _header(path, handle.readline(), mapping)
         batcher = _Batcher(header)
         number = 1

@@ -33,7 +33,8 @@ MAX_QUANTITY = float(2**53)
 _ISO_FORMATS_WITH_OFFSET = ("%Y-%m-%dT%H:%M:%S%.f%z", "%Y-%m-%d %H:%M:%S%.f%z")
 _ISO_FORMATS_ZULU = ("%Y-%m-%dT%H:%M:%S%.fZ", "%Y-%m-%d %H:%M:%S%.fZ")
 _ISO_FORMATS_LOCAL = ("%Y-%m-%dT%H:%M:%S%.f", "%Y-%m-%d %H:%M:%S%.f", "%Y-%m-%d")
-_FAST_TIME = "_event_time_arrow"
+#: Event times already parsed by Arrow, when a reader adds them (``tabular`` does).
+FAST_TIME = "_event_time_arrow"
 _MIN_TIME, _MAX_TIME = "_min_event_time", "_max_event_time"
 _LIMITS = (_MIN_TIME, _MAX_TIME)
 _SMALL_BATCH_ROWS = 10_000
@@ -113,13 +114,15 @@ def _with_fast_iso_times(records: pl.DataFrame, mapping: SourceMapping) -> pl.Da
     rejects (no offset, garbage) takes the general path instead, which explains failures.
     """
     column = mapping.columns.get("event_time")
+    if FAST_TIME in records.schema:  # the reader parsed them already
+        return records
     if mapping.time.format != "iso" or column is None or records.schema[column] != pl.String:
         return records
     try:
         parsed = pc.cast(records.get_column(column).to_arrow(), pa.timestamp("us", tz="UTC"))
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
         return records
-    return records.with_columns(pl.Series(_FAST_TIME, parsed, dtype=TIME_DTYPE).rechunk())
+    return records.with_columns(pl.Series(FAST_TIME, parsed, dtype=TIME_DTYPE).rechunk())
 
 
 def _time_dtype(schema: pl.Schema, mapping: SourceMapping) -> pl.DataType:
@@ -135,8 +138,8 @@ def _staging_exprs(schema: pl.Schema, mapping: SourceMapping) -> list[pl.Expr]:
     """Canonical candidate columns plus the raw text needed to explain a rejection."""
     raw = {field: _source(mapping, field) for field in EVENT_SCHEMA if field != "source"}
     event_time = (
-        pl.col(_FAST_TIME)
-        if _FAST_TIME in schema
+        pl.col(FAST_TIME)
+        if FAST_TIME in schema
         else parse_event_time(raw["event_time"], _time_dtype(schema, mapping), mapping.time)
     )
     strings = {}
@@ -162,7 +165,7 @@ def _staging_exprs(schema: pl.Schema, mapping: SourceMapping) -> list[pl.Expr]:
     if mapping.derive_revenue and "revenue" not in mapping.columns:
         is_order = event_name.is_in([EventName.PURCHASE.value, EventName.REFUND.value])
         revenue = pl.when(is_order).then((price * quantity).abs())
-    src_columns = [c for c in schema if c not in (LINE_COLUMN, RAW_COLUMN, _FAST_TIME, *_LIMITS)]
+    src_columns = [c for c in schema if c not in (LINE_COLUMN, RAW_COLUMN, FAST_TIME, *_LIMITS)]
     original = pl.col(RAW_COLUMN) if RAW_COLUMN in schema else pl.struct(src_columns)
     return [
         pl.col(LINE_COLUMN).cast(pl.Int64),

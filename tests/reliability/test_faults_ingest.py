@@ -23,7 +23,7 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from features.ingest import lake_writer, pipeline
+from features.ingest import lake_writer, transaction
 from features.ingest.batch import IngestError
 from features.ingest.lake_writer import EVENTS_DIR, MANIFEST_FILE, STAGING_DIR
 from features.ingest.mapping import builtin_mapping
@@ -151,7 +151,7 @@ def test_injected_read_only_or_full_disk_takes_back_the_partial_ingest(
         def record_ingest(lake_dir: Path, summary: dict[str, object]) -> None:
             raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(lake_dir))
 
-        monkeypatch.setattr(pipeline, "record_ingest", record_ingest)
+        monkeypatch.setattr(transaction, "record_ingest", record_ingest)
     with pytest.raises(IngestError, match="nothing from this file was added"):
         _ingest(_second_file(tmp_path), data, limits, "second")
     monkeypatch.undo()

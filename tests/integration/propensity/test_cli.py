@@ -121,3 +121,24 @@ def test_simulated_parquet_is_ingested_as_canonical_events(tmp_path: Path) -> No
     assert ingested.exit_code == 0, ingested.output
     summary = json.loads(ingested.stdout)
     assert summary["rows_read"] == events and summary["accepted"] == events
+
+
+def test_ingest_folder_reports_per_file_and_total_and_skips_what_it_has(tmp_path: Path) -> None:
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    broken = (FIXTURES / "broken_events.csv").read_bytes()
+    (inbox / "events_1.csv").write_bytes(broken)
+    (inbox / "events_2.csv").write_bytes(broken.replace(b"v1,", b"w1,"))
+    first = runner.invoke(app, ["ingest", str(inbox), "--json"], env=_env(tmp_path))
+    assert first.exit_code == 0, first.output
+    summary = json.loads(first.stdout)
+    assert [f["status"] for f in summary["files"]] == ["ingested", "ingested"]
+    assert summary["total"]["rows_read"] == 36
+    again = runner.invoke(app, ["ingest", str(inbox / "*.csv"), "--json"], env=_env(tmp_path))
+    assert again.exit_code == 0, again.output
+    assert json.loads(again.stdout)["total"] | {"quarantined": {}} == {
+        "files": 2, "ingested": 0, "skipped": 2, "failed": 0,
+        "rows_read": 0, "accepted": 0, "duplicates": 0, "quarantined": {},
+    }  # fmt: skip
+    table = runner.invoke(app, ["ingest", str(inbox)], env=_env(tmp_path))
+    assert "2 skipped" in table.stdout
