@@ -20,11 +20,13 @@ AdsConsent = Literal["granted", "denied", "unknown"]
 #: allowed, as ingestion allows it in the lake.
 VISITOR_ID_PATTERN = r"^[^\x00-\x1f\x7f-\x9f\u200b-\u200f\u2028-\u202e\u2060-\u206f\ufeff]+$"
 MAX_TEXT_LENGTH = 1_000
+MAX_VISITOR_ID_LENGTH = 256
 #: Strings are bounded, and must be valid Unicode (a lone surrogate escape is rejected).
 Text = Annotated[str, StringConstraints(max_length=MAX_TEXT_LENGTH)]
 Scalar = Text | int | float | None
 VisitorId = Annotated[
-    str, StringConstraints(min_length=1, max_length=256, pattern=VISITOR_ID_PATTERN)
+    str,
+    StringConstraints(min_length=1, max_length=MAX_VISITOR_ID_LENGTH, pattern=VISITOR_ID_PATTERN),
 ]
 
 
