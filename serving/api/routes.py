@@ -53,6 +53,7 @@ from serving.api.schemas import (
     EventsResponse,
     FeatureWindow,
     ModelResponse,
+    ScoreFromEvents,
     ScoreRequest,
     VisitorId,
     VisitorScore,
@@ -231,7 +232,7 @@ def register_scoring(app: FastAPI, clock: Clock, events_answer: Answer) -> None:
         now = clock()
         _check_as_of(state.settings, body.as_of, now)
         scorer, store = served.scorer, state.store
-        if body.events is not None:
+        if isinstance(body, ScoreFromEvents):
             _check_size(state.settings, len(body.events))
             accepted, rejected = state.intake.accept(body.visitor_id, body.events)
             if rejected:
@@ -246,7 +247,7 @@ def register_scoring(app: FastAPI, clock: Clock, events_answer: Answer) -> None:
         else:
             as_of = _as_of(body.as_of, now, None)
             try:
-                features = scorer.features_from_names(body.features or {})
+                features = scorer.features_from_names(body.features)
             except FeatureInputError as problem:
                 raise ProblemError(422, "Invalid features", str(problem)) from None
         contact = _contact(body.contactability, store, body.visitor_id)

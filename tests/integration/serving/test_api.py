@@ -216,8 +216,40 @@ def test_score_from_features(client: TestClient) -> None:
     )
     assert answer.status_code == 200
     assert answer.json()["email_status"] == "subscribed"
-    wrong = client.post("/v1/score", json={"visitor_id": "w", "features": {"n_events": 1}})
-    assert wrong.status_code == 422 and "missing" in wrong.json()["detail"]
+    # A model input not given is missing, as a null one: the same score.
+    given = client.post("/v1/score", json={"visitor_id": "w", "features": {"n_events": 1}})
+    nulls = dict.fromkeys(features, None) | {"n_events": 1}
+    as_null = client.post("/v1/score", json={"visitor_id": "w", "features": nulls})
+    assert given.status_code == as_null.status_code == 200, given.text
+    assert given.json()["score"] == as_null.json()["score"]
+    wrong = client.post("/v1/score", json={"visitor_id": "w", "features": {"n_rockets": 1}})
+    assert wrong.status_code == 422 and "unknown feature" in wrong.json()["detail"]
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"visitor_id": "w", "events": [], "features": {}},
+        {"visitor_id": "w"},
+    ],
+    ids=["both", "neither"],
+)
+def test_score_takes_events_or_features_as_its_schema_says(
+    client: TestClient, body: dict[str, Any]
+) -> None:
+    answer = client.post("/v1/score", json=body)
+    assert answer.status_code == 422
+    assert "either events or features" in answer.json()["detail"]
+    schema = client.get("/openapi.json").json()["paths"]["/v1/score"]["post"]["requestBody"]
+    assert len(schema["content"]["application/json"]["schema"]["oneOf"]) == 2
+
+
+def test_the_schema_requires_what_the_handler_requires(client: TestClient) -> None:
+    """Issue 23's probe: null event_name and event_time were schema-valid, then a 422."""
+    spec = client.get("/openapi.json").json()["components"]["schemas"]["EventIn"]
+    for name in ("event_time", "event_name"):
+        assert name in spec["required"]
+        assert {"type": "null"} not in spec["properties"][name].get("anyOf", []), name
 
 
 def test_without_a_model_the_app_starts_but_is_not_ready(shared: World) -> None:
