@@ -36,7 +36,10 @@ MAX_VISITOR_ID_LENGTH = 256
 Text = Annotated[str, StringConstraints(max_length=MAX_TEXT_LENGTH)]
 Scalar = Text | int | float | None
 #: Text with something in it besides blanks (ingestion strips blanks, then finds nothing).
-Given = Annotated[str, StringConstraints(max_length=MAX_TEXT_LENGTH, pattern=r"\S")]
+#: The blanks are spelled out: ``\S`` differs between JSON Schema's regex (ECMA 262: U+0085 is
+#: not a blank) and pydantic's and Python's (it is).
+NOT_BLANK = r"[^\t-\r\x1c-\x20\x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000\ufeff]"
+Given = Annotated[str, StringConstraints(max_length=MAX_TEXT_LENGTH, pattern=NOT_BLANK)]
 VisitorId = Annotated[
     str,
     StringConstraints(min_length=1, max_length=MAX_VISITOR_ID_LENGTH, pattern=VISITOR_ID_PATTERN),

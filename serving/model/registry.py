@@ -187,6 +187,8 @@ def load_registered_model(
             cache_dir=cache_dir / "compiled",
             compile_timeout_seconds=compile_timeout_seconds,
         )
+    except ContractError as problem:  # says what the model lacks, for people: no paths
+        raise ModelUnavailable(f"{name} version {version.version}: {problem}") from problem
     except (FileNotFoundError, ValueError, KeyError) as problem:
         log.error("artifact of %s version %s not loaded: %s", name, version.version, problem)
         raise ModelUnavailable(
