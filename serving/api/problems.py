@@ -75,7 +75,7 @@ def problem_response(problem: Problem, headers: dict[str, str] | None = None) ->
 
 def _message(error: dict[str, Any]) -> str:
     if error.get("type") == "string_pattern_mismatch":  # the pattern itself helps nobody
-        return "contains control or invisible formatting characters"
+        return "is blank, or contains control or invisible formatting characters"
     return str(error.get("msg", ""))
 
 

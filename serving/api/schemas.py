@@ -27,9 +27,13 @@ from serving.policy.routing import Reason, Route
 EmailStatus = Literal["subscribed", "unsubscribed", "pending", "unknown"]
 AdsConsent = Literal["granted", "denied", "unknown"]
 #: Printable text: no control characters (C0, DEL, C1), no invisible formatting characters
-#: (zero-width, bidirectional overrides, line/paragraph separators, BOM). Other Unicode is
-#: allowed, as ingestion allows it in the lake.
-VISITOR_ID_PATTERN = r"^[^\x00-\x1f\x7f-\x9f\u200b-\u200f\u2028-\u202e\u2060-\u206f\ufeff]+$"
+#: (zero-width, bidirectional overrides, line/paragraph separators, BOM), and not only blanks
+#: (ingestion strips them and finds no visitor). Other Unicode is allowed, as ingestion
+#: allows it in the lake. Written without lookaround, so that JSON Schema's, pydantic's and
+#: Python's regex engines read it alike.
+_PRINTABLE = r"[^\x00-\x1f\x7f-\x9f\u200b-\u200f\u2028-\u202e\u2060-\u206f\ufeff]"
+_VISIBLE = r"[^\x00-\x20\x7f-\xa0\u1680\u2000-\u200f\u2028-\u202f\u205f-\u206f\u3000\ufeff]"
+VISITOR_ID_PATTERN = f"^{_PRINTABLE}*{_VISIBLE}{_PRINTABLE}*$"
 MAX_TEXT_LENGTH = 1_000
 MAX_VISITOR_ID_LENGTH = 256
 #: Strings are bounded, and must be valid Unicode (a lone surrogate escape is rejected).

@@ -109,3 +109,15 @@ def test_json_with_a_charset_or_a_json_suffix_is_json(live: TestClient) -> None:
     for kind in ("application/json; charset=utf-8", "application/merge-patch+json"):
         answer = live.post("/v1/events", content=body, headers={**KEY, "content-type": kind})
         assert answer.status_code == 422, (kind, answer.text)
+
+
+@pytest.mark.parametrize(
+    "blank", [" ", "%C2%A0", "%E3%80%80"], ids=["space", "nbsp", "ideographic"]
+)
+def test_a_blank_id_is_refused_by_the_schema_as_by_ingestion(live: TestClient, blank: str) -> None:
+    """Found by the fuzz run: a blank visitor id passed the schema, then every event was
+    rejected as missing_visitor."""
+    assert live.get(f"/v1/visitors/{blank}", headers=KEY).status_code == 422
+    body = {"visitor_id": blank.replace("%C2%A0", "\xa0").replace("%E3%80%80", "\u3000"),
+            "events": [event()]}  # fmt: skip
+    assert live.post("/v1/events", json=body, headers=KEY).status_code == 422
