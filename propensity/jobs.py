@@ -20,6 +20,7 @@ from features.ingest.contacts import read_contacts
 from features.ingest.incremental import FilesReport
 from features.ingest.pipeline import IngestReport
 from features.lake import scan_events
+from features.snapshot_plan import Windows, snapshot_span, too_short_message
 from features.snapshots import SnapshotConfig, build_snapshots
 from propensity.settings import Settings
 from serving.model.registry import ModelUnavailable, registered_contract
@@ -48,30 +49,23 @@ def lake_span(lake_dir: Path) -> tuple[datetime, datetime]:
 
 
 def snapshot_config_for_lake(settings: Settings) -> SnapshotConfig:
-    """The latest snapshots whose lookback and label windows both fit inside the lake."""
+    """The latest snapshots whose lookback and label windows both fit inside the lake; for a
+    lake too short, an error with settings that fit (``features.snapshot_plan``)."""
     first, last = lake_span(settings.lake_dir)
     plan = settings.snapshots
-    end = last - plan.horizon
-    start = max(first + plan.lookback, end - plan.slide * (plan.max_snapshots - 1))
-    if start > end - plan.slide * 2:
-        raise ValueError(
-            f"the lake spans {first:%Y-%m-%d}..{last:%Y-%m-%d}: too short for three snapshots "
-            f"with a {plan.lookback.days}-day lookback and a {plan.horizon.days}-day horizon"
-        )
+    windows = Windows(lookback=plan.lookback, slide=plan.slide, horizon=plan.horizon)
+    span = snapshot_span(first, last, windows, plan.max_snapshots)
+    if span is None:
+        raise ValueError(too_short_message(first, last, windows))
     return SnapshotConfig(
-        start=_whole_day(start, up=True),
-        end=end,
+        start=span[0],
+        end=span[1],
         slide=plan.slide,
         lookback=plan.lookback,
         session_timeout=plan.session_timeout,
         local_time_offset=plan.local_time_offset,
         horizon=plan.horizon,
     )
-
-
-def _whole_day(moment: datetime, *, up: bool) -> datetime:
-    day = moment.replace(hour=0, minute=0, second=0, microsecond=0)
-    return day + timedelta(days=1) if up and day != moment else day
 
 
 def training_snapshots(settings: Settings) -> tuple[SnapshotConfig, pl.DataFrame]:

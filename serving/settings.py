@@ -69,6 +69,12 @@ class ServingSettings(BaseModel):
         False,
         description="answer lookups from the store while no model is loaded (else 503)",
     )
+    hot_routes: bool = Field(
+        True,
+        description="answer plain lookups and event posts in front of the middleware stack "
+        "(the app refuses to start if the stack holds middleware they do not reproduce: "
+        "switch this off to run such middleware, e.g. CORS, on every request)",
+    )
     routing: RoutingPolicy = RoutingPolicy()
     max_events_per_request: int = Field(500, gt=0, description="events in one POST at most")
     max_body_bytes: int = Field(

@@ -99,19 +99,36 @@ def _ranked(
     return np.asarray(treated, dtype=bool)[order], np.asarray(outcome, dtype=np.float64)[order]
 
 
+def _tie_ends(score: npt.ArrayLike) -> npt.NDArray[np.int64]:
+    """0 and the rank at which each group of equal scores ends, best first: the only ranks
+    a ranking actually decides (within a group, the order is the input's, not the model's)."""
+    ordered = np.sort(np.asarray(score, dtype=np.float64))[::-1]
+    if not len(ordered):
+        return np.zeros(1, dtype=np.int64)
+    inner = np.flatnonzero(ordered[1:] != ordered[:-1]) + 1
+    return np.concatenate([[0], inner, [len(ordered)]]).astype(np.int64)
+
+
 def qini_curve(
     score: npt.ArrayLike, treated: npt.ArrayLike, outcome: npt.ArrayLike
 ) -> tuple[FloatArray, FloatArray]:
     """(share of units targeted, incremental outcome among them) for the top-n by ``score``,
-    n = 0..N; the incremental outcome is in units of the treated count at each n."""
+    n = 0..N; the incremental outcome is in units of the treated count at each n.
+
+    Tied scores are one step: the Qini is computed where each group of ties ends and
+    interpolated linearly inside it (as ``sklearn.metrics.roc_curve`` treats ties, and uplift
+    evaluation after it), so the curve does not depend on the order of tied rows."""
     arm, label = _ranked(score, treated, outcome)
-    n_treated = np.concatenate([[0], np.cumsum(arm)])
-    n_control = np.concatenate([[0], np.cumsum(~arm)])
-    y_treated = np.concatenate([[0.0], np.cumsum(label * arm)])
-    y_control = np.concatenate([[0.0], np.cumsum(label * ~arm)])
-    scale = np.divide(n_treated, n_control, out=np.zeros(len(n_treated)), where=n_control > 0)
-    qini = y_treated - y_control * scale
-    share = np.arange(len(qini)) / max(len(label), 1)
+    ends = _tie_ends(score)
+    n_treated = np.concatenate([[0], np.cumsum(arm)])[ends]
+    n_control = np.concatenate([[0], np.cumsum(~arm)])[ends]
+    y_treated = np.concatenate([[0.0], np.cumsum(label * arm)])[ends]
+    y_control = np.concatenate([[0.0], np.cumsum(label * ~arm)])[ends]
+    scale = np.divide(n_treated, n_control, out=np.zeros(len(ends)), where=n_control > 0)
+    at_ends = y_treated - y_control * scale
+    n = np.arange(len(label) + 1)
+    qini = np.interp(n, ends, at_ends).astype(np.float64)
+    share = n / max(len(label), 1)
     return share, qini
 
 

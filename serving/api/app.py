@@ -23,7 +23,8 @@ from redis.exceptions import RedisError
 from starlette.types import ASGIApp
 
 from serving.api.body_limit import ContentLengthLimit
-from serving.api.hot_routes import HotRoutes
+from serving.api.dependencies import OneKey
+from serving.api.hot_routes import HotRoutes, check_reproduced
 from serving.api.metrics import MetricsMiddleware, RequestRecorder
 from serving.api.operations import poll_alias, register_operations, retry_model
 from serving.api.problems import (
@@ -60,6 +61,8 @@ class _ServingAPI(FastAPI):
     hot_routes: Callable[[ASGIApp], ASGIApp] | None = None
 
     def build_middleware_stack(self) -> ASGIApp:
+        if self.hot_routes is not None:  # at startup (the lifespan's first call): no request
+            check_reproduced(self.user_middleware)  # is ever answered without its middleware
         stack = super().build_middleware_stack()
         return stack if self.hot_routes is None else self.hot_routes(stack)
 
@@ -102,6 +105,7 @@ def create_app(
         lifespan=lifespan,
         description="Purchase propensity scores, routes and real-time re-scoring.",
         telemetry=telemetry_config(settings.opentelemetry),
+        dependencies=[OneKey],
     )
     app.state.serving = state
     install_problem_handlers(app)
@@ -113,7 +117,8 @@ def create_app(
     recorder = RequestRecorder(state.metrics)
     app.add_middleware(ContentLengthLimit, max_bytes=settings.max_body_bytes)
     app.add_middleware(MetricsMiddleware, recorder=recorder)
-    if not settings.opentelemetry:  # with tracing on, every request takes the traced router
+    # With tracing on, every request takes the traced router.
+    if settings.hot_routes and not settings.opentelemetry:
         app.hot_routes = lambda stack: HotRoutes(
             stack,
             lookup=lookup,

@@ -16,7 +16,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
 from starlette.types import Receive, Send
 
-from serving.api.problems import UNPARSED_BODY
+from serving.api.problems import UNPARSED_BODY, ProblemError, quoted
 
 Body = TypeVar("Body", bound=BaseModel)
 _JSON = b"application/json"
@@ -35,27 +35,38 @@ async def read_body(receive: Receive) -> bytes:
             return b"".join(chunks)
 
 
+def require_json(content_type: bytes | None) -> None:
+    """A body must be declared JSON (``application/json`` or ``…+json``): anything else, or
+    no ``Content-Type`` at all, is a 415 (as FastAPI's strict content type, which keeps a
+    browser's form post from passing for JSON)."""
+    kind = (content_type or b"").split(b";")[0].strip().lower()
+    if kind == _JSON or (kind.startswith(b"application/") and kind.endswith(b"+json")):
+        return
+    given = f"got {quoted(content_type.decode('latin-1'))}" if content_type else "none was given"
+    raise ProblemError(
+        415, "Unsupported media type", f"the body must be sent as application/json; {given}"
+    )
+
+
 def request_body(model: type[Body], raw: bytes, headers: dict[bytes, bytes]) -> Body:
-    """The body as FastAPI would read it for a ``model`` parameter: JSON when the content
-    type is JSON or absent, errors located under ``body`` (422), unreadable JSON 422 with
-    its position, anything else unparsable 400."""
+    """The body as FastAPI reads it for a ``model`` parameter: errors located under ``body``
+    (422), unreadable JSON 422 with its position, anything else unparsable 400; a body not
+    declared JSON is a 415 (``require_json``)."""
     content: Any = None
     if raw:
-        kind = headers.get(b"content-type", b"application/json").split(b";")[0].strip().lower()
-        content = raw
-        if kind == b"application/json" or kind.endswith(b"+json"):
-            try:
-                content = _parse_json(raw)
-            except json.JSONDecodeError as problem:
-                error = {
-                    "type": "json_invalid",
-                    "loc": ("body", problem.pos),
-                    "msg": "JSON decode error",
-                    "ctx": {"error": problem.msg},
-                }
-                raise RequestValidationError([error], body=raw) from None
-            except Exception:
-                raise StarletteHTTPException(400, UNPARSED_BODY) from None
+        require_json(headers.get(b"content-type"))
+        try:
+            content = _parse_json(raw)
+        except json.JSONDecodeError as problem:
+            error = {
+                "type": "json_invalid",
+                "loc": ("body", problem.pos),
+                "msg": "JSON decode error",
+                "ctx": {"error": problem.msg},
+            }
+            raise RequestValidationError([error], body=raw) from None
+        except Exception:
+            raise StarletteHTTPException(400, UNPARSED_BODY) from None
     if content is None:
         missing = {"type": "missing", "loc": ("body",), "msg": "Field required", "input": None}
         raise RequestValidationError([missing], body=raw)

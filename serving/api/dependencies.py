@@ -7,10 +7,12 @@ Used as ``Annotated`` aliases by the routes. Keys are compared in constant time
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Annotated
 
 from fastapi import Depends, Header, Request
 
+from serving.api.asgi import require_json
 from serving.api.problems import ProblemError
 from serving.api.state import Served, ServingState
 from serving.store.base import ScoreStore
@@ -23,6 +25,26 @@ async def _state(request: Request) -> ServingState:
 
 StateDep = Annotated[ServingState, Depends(_state)]
 ApiKey = Annotated[str | None, Header(alias="X-API-Key", description="an API key")]
+
+
+def presented_key(headers: Iterable[tuple[bytes, bytes]]) -> str | None:
+    """The request's ``X-API-Key``, read the same way by every route: several of them are a
+    400, never a choice of the first or the last."""
+    keys = [value for name, value in headers if name == b"x-api-key"]
+    if len(keys) > 1:
+        raise ProblemError(
+            400, "Several API keys", f"{len(keys)} X-API-Key headers were sent; send one"
+        )
+    return keys[0].decode("latin-1") if keys else None
+
+
+async def _one_key(request: Request) -> None:
+    presented_key(request.scope["headers"])
+
+
+async def _json_body(request: Request) -> None:
+    if await request.body():  # FastAPI has read it already: this is its cached copy
+        require_json(request.headers.get("content-type", "").encode("latin-1") or None)
 
 
 def _loaded(state: ServingState) -> Served:
@@ -95,6 +117,10 @@ ServedDep = Annotated[Served, Depends(_served)]
 StoreDep = Annotated[ScoreStore, Depends(_store)]
 ReadAccess = Depends(_read_access)
 WriteAccess = Depends(_write_access)
+#: On every FastAPI route (the app's dependencies); the hot handlers call ``presented_key``.
+OneKey = Depends(_one_key)
+#: On routes with a JSON body: 415 for anything else.
+JsonBody = Depends(_json_body)
 KEY_PARAMETER = {
     "parameters": [
         {

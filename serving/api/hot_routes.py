@@ -10,22 +10,29 @@ handlers, the app's own exception handlers and the same request metrics.
 Everything else goes through the full stack, where FastAPI documents and answers the same
 two routes with the same handlers: another route or method (HEAD included), a body without a
 declared size or larger than ``max_body_bytes`` (the stack reads or refuses it), a root path.
+
+The hot routes reproduce the app's own middleware (``REPRODUCED``: the body limit and the
+request metrics) and nothing else: ``check_reproduced`` refuses to build the app when the
+stack holds any other (CORS, GZip, trusted hosts, tracing), so that none can silently skip
+the two busiest routes.
 """
 
 from __future__ import annotations
 
 import inspect
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.middleware import Middleware
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from serving.api.asgi import send_json
-from serving.api.metrics import RequestRecorder
+from serving.api.body_limit import ContentLengthLimit
+from serving.api.metrics import MetricsMiddleware, RequestRecorder
 
 #: A hot route's handler: the JSON body of its 200 answer, or an exception for the app's
 #: exception handlers.
@@ -38,6 +45,26 @@ EVENTS_ROUTE = "/v1/events"
 _LOOKUP_PREFIX = LOOKUP_ROUTE.removesuffix("{visitor_id}")
 #: nginx's code for a client that went away before its answer; only ever in the metrics.
 _CLIENT_CLOSED = 499
+
+
+#: The middleware whose effect the hot routes reproduce: the body limit
+#: (``declared_size_within``, larger bodies take the stack) and the request metrics.
+REPRODUCED: frozenset[type] = frozenset({ContentLengthLimit, MetricsMiddleware})
+
+
+class UnreproducedMiddleware(RuntimeError):
+    """The stack holds middleware the hot routes would skip."""
+
+
+def check_reproduced(middleware: Sequence[Middleware]) -> None:
+    """Refuse (``UnreproducedMiddleware``) a stack with middleware outside ``REPRODUCED``."""
+    skipped = sorted({m.cls.__name__ for m in middleware if m.cls not in REPRODUCED})  # type: ignore[attr-defined]
+    if skipped:
+        raise UnreproducedMiddleware(
+            f"the hot routes (lookups and event posts) would skip middleware {skipped}: "
+            "set PROPENSITY_SERVING__HOT_ROUTES=false to run it on every request, or make "
+            "serving.api.hot_routes reproduce it"
+        )
 
 
 def as_asgi(answer: Answer) -> ASGIApp:

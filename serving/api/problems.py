@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 from typing import Any
 
 import orjson
@@ -17,6 +18,26 @@ PROBLEM_TYPE = "application/problem+json"
 _TITLES = {400: "Bad request", 404: "Not found", 405: "Method not allowed", 413: "Too large"}
 #: FastAPI's detail when the body is not JSON that ``json.loads`` can read.
 UNPARSED_BODY = "There was an error parsing the body"
+
+
+#: A URI with a scheme (``file:///…``, ``s3://…``) or an absolute path of two parts or more.
+_PATHS = re.compile(r"[a-z][a-z0-9+.-]*://\S*|(?<![\w.])/(?:[^\s/'\"]+/)+[^\s'\"]*", re.I)
+#: How much of a caller's text a message quotes.
+QUOTED_CHARS = 40
+
+
+def quoted(text: str, limit: int = QUOTED_CHARS) -> str:
+    """A short, escaped prefix of a caller's text, for a message: control, invisible and
+    surrogate characters escaped by ``repr``, at most ``limit`` characters of the text."""
+    if len(text) <= limit:
+        return repr(text)
+    return f"{text[:limit]!r}… ({len(text)} characters)"
+
+
+def without_paths(message: str) -> str:
+    """A message for callers: server paths and URIs replaced by ``<path>`` (the full message
+    belongs in the log)."""
+    return _PATHS.sub("<path>", message)
 
 
 class Problem(BaseModel):
@@ -54,7 +75,7 @@ def problem_response(problem: Problem, headers: dict[str, str] | None = None) ->
 
 def _message(error: dict[str, Any]) -> str:
     if error.get("type") == "string_pattern_mismatch":  # the pattern itself helps nobody
-        return "contains control or invisible formatting characters"
+        return "is blank, or contains control or invisible formatting characters"
     return str(error.get("msg", ""))
 
 

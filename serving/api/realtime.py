@@ -89,13 +89,11 @@ class RealTimeScorer:
         return self.evaluator.matrix(histories, as_of)
 
     def features_from_names(self, named: Mapping[str, float | None]) -> np.ndarray:
-        """A feature vector from values by name; every model input must be given."""
+        """A feature vector from values by name; a feature not given is missing (NaN), as a
+        null one (the model's trees route missing values as in training)."""
         unknown = sorted(set(named) - set(FEATURE_COLUMNS))
-        missing = sorted(set(self.loaded.model.feature_names) - set(named))
-        if unknown or missing:
-            raise FeatureInputError(
-                f"features do not match the model: missing {missing}, unknown {unknown}"
-            )
+        if unknown:
+            raise FeatureInputError(f"features this model does not know: {unknown[:5]}")
         vector = np.full(len(FEATURE_COLUMNS), np.nan)
         for name, value in named.items():
             vector[self._position[name]] = np.nan if value is None else float(value)

@@ -13,22 +13,27 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Annotated, Any
+from urllib.parse import unquote_to_bytes
 
 import orjson
 from anyio import to_thread
-from fastapi import FastAPI, Request
+from fastapi import FastAPI, Path, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
+from pydantic import TypeAdapter, ValidationError
 from starlette.types import Receive, Scope
 
 from serving.api.asgi import read_body, request_body
 from serving.api.dependencies import (
     KEY_PARAMETER,
+    JsonBody,
     ReadAccess,
     ServedDep,
     StateDep,
     StoreDep,
     WriteAccess,
+    presented_key,
     readable_store,
     scoring_for_writes,
 )
@@ -37,15 +42,20 @@ from serving.api.problems import (
     PROBLEM_TYPE,
     Problem,
     ProblemError,
+    quoted,
 )
 from serving.api.realtime import Contact, FeatureInputError
 from serving.api.rescoring import PostedEvents
 from serving.api.schemas import (
+    MAX_VISITOR_ID_LENGTH,
+    VISITOR_ID_PATTERN,
     EventsRequest,
     EventsResponse,
     FeatureWindow,
     ModelResponse,
+    ScoreFromEvents,
     ScoreRequest,
+    VisitorId,
     VisitorScore,
 )
 from serving.api.state import ServingState
@@ -62,6 +72,18 @@ PROBLEMS: dict[int | str, dict[str, Any]] = {
     status: {"content": {PROBLEM_TYPE: {"schema": Problem.model_json_schema()}}}
     for status in (400, 401, 404, 413, 422, 503)
 }
+#: And a body not sent as JSON (``serving.api.asgi.require_json``).
+BODY_PROBLEMS = {**PROBLEMS, 415: PROBLEMS[400]}
+#: The lookup's path parameter, documented with the rule ``path_visitor_id`` applies.
+VisitorIdPath = Annotated[
+    str,
+    Path(
+        min_length=1,
+        max_length=MAX_VISITOR_ID_LENGTH,
+        pattern=VISITOR_ID_PATTERN,
+        description="the visitor's id (as in the bodies: at most 256 characters, printable)",
+    ),
+]
 
 
 def json_response(payload: bytes, status: int = 200) -> Response:
@@ -101,6 +123,28 @@ def _as_of(requested: datetime | None, now: datetime, latest: datetime | None) -
     return now
 
 
+_VISITOR_ID = TypeAdapter(VisitorId)
+_PATH_ID = ("path", "visitor_id")
+
+
+def path_visitor_id(scope: Scope) -> str:
+    """The lookup's ``{visitor_id}`` held to the rule of the bodies' ids (``VisitorId``): a
+    422 for an id too long, with control or invisible characters, or whose percent-encoded
+    bytes are not UTF-8 (the server decodes those to U+FFFD; a lone surrogate is one)."""
+    visitor_id: str = scope["path_params"]["visitor_id"]
+    if "\ufffd" in visitor_id:  # rare: only then is the raw path worth decoding again
+        try:
+            unquote_to_bytes(scope.get("raw_path") or b"").decode("utf-8")
+        except UnicodeDecodeError:
+            error = {"type": "string_unicode", "loc": _PATH_ID, "msg": "Input is not valid UTF-8"}
+            raise RequestValidationError([error]) from None
+    try:
+        return _VISITOR_ID.validate_python(visitor_id)
+    except ValidationError as problem:
+        errors = [{**e, "loc": _PATH_ID} for e in problem.errors(include_url=False)]
+        raise RequestValidationError(errors) from None
+
+
 async def _visitor_record(state: ServingState, visitor_id: str, key: str | None) -> bytes:
     store = readable_store(state, key)
     if isinstance(store, SqliteScoreStore):
@@ -111,7 +155,8 @@ async def _visitor_record(state: ServingState, visitor_id: str, key: str | None)
         raise ProblemError(
             404,
             "Unknown visitor",
-            f"no score for visitor {visitor_id!r}: not in the last batch run and no events posted",
+            f"no score for visitor {quoted(visitor_id)}: not in the last batch run and no events "
+            "posted",
         )
     if stored.unexplained is None:
         return stored.record
@@ -124,12 +169,8 @@ def lookup_answer(state: ServingState) -> Answer:
     the app's problem handlers, as from any route)."""
 
     async def answer(scope: Scope, receive: Receive) -> bytes:
-        key = None
-        if state.settings.read_requires_key:
-            key = next(
-                (v.decode("latin-1") for k, v in scope["headers"] if k == b"x-api-key"), None
-            )
-        return await _visitor_record(state, scope["path_params"]["visitor_id"], key)
+        key = presented_key(scope["headers"])
+        return await _visitor_record(state, path_visitor_id(scope), key)
 
     return answer
 
@@ -141,12 +182,9 @@ def register_reads(app: FastAPI, lookup_answer: Answer) -> None:
         tags=["scores"],
         openapi_extra=KEY_PARAMETER,
     )
-    async def get_visitor(visitor_id: str, request: Request) -> Response:
+    async def get_visitor(visitor_id: VisitorIdPath, request: Request) -> Response:
         """The latest score of a visitor, its route and reason, and what drove it."""
-        state: ServingState = request.app.state.serving
-        return json_response(
-            await _visitor_record(state, visitor_id, request.headers.get("x-api-key"))
-        )
+        return json_response(await lookup_answer(request.scope, request.receive))
 
     # FastAPI documents the route; the plain handler answers it, in front of the middleware
     # stack (``serving.api.hot_routes``) or, for requests that take the stack, behind this route.
@@ -185,8 +223,8 @@ def register_reads(app: FastAPI, lookup_answer: Answer) -> None:
 def register_scoring(app: FastAPI, clock: Clock, events_answer: Answer) -> None:
     @app.post(
         "/v1/score",
-        dependencies=[ReadAccess],
-        responses={200: {"model": VisitorScore}, **PROBLEMS},
+        dependencies=[JsonBody, ReadAccess],
+        responses={200: {"model": VisitorScore}, **BODY_PROBLEMS},
         tags=["scores"],
     )
     def score(body: ScoreRequest, served: ServedDep, state: StateDep) -> Response:
@@ -194,7 +232,7 @@ def register_scoring(app: FastAPI, clock: Clock, events_answer: Answer) -> None:
         now = clock()
         _check_as_of(state.settings, body.as_of, now)
         scorer, store = served.scorer, state.store
-        if body.events is not None:
+        if isinstance(body, ScoreFromEvents):
             _check_size(state.settings, len(body.events))
             accepted, rejected = state.intake.accept(body.visitor_id, body.events)
             if rejected:
@@ -209,7 +247,7 @@ def register_scoring(app: FastAPI, clock: Clock, events_answer: Answer) -> None:
         else:
             as_of = _as_of(body.as_of, now, None)
             try:
-                features = scorer.features_from_names(body.features or {})
+                features = scorer.features_from_names(body.features)
             except FeatureInputError as problem:
                 raise ProblemError(422, "Invalid features", str(problem)) from None
         contact = _contact(body.contactability, store, body.visitor_id)
@@ -222,8 +260,8 @@ def register_scoring(app: FastAPI, clock: Clock, events_answer: Answer) -> None:
 
     @app.post(
         EVENTS_ROUTE,
-        dependencies=[WriteAccess],
-        responses={200: {"model": EventsResponse}, **PROBLEMS},
+        dependencies=[JsonBody, WriteAccess],
+        responses={200: {"model": EventsResponse}, **BODY_PROBLEMS},
         tags=["events"],
     )
     async def post_events(
@@ -273,9 +311,8 @@ def events_answer(state: ServingState, clock: Clock) -> Answer:
     problem handlers)."""
 
     async def answer(scope: Scope, receive: Receive) -> bytes:
+        scoring_for_writes(state, presented_key(scope["headers"]))
         headers = dict(scope["headers"])
-        key = headers.get(b"x-api-key")
-        scoring_for_writes(state, None if key is None else key.decode("latin-1"))
         body = request_body(EventsRequest, await read_body(receive), headers)
         return await _post_events(state, clock, body)
 

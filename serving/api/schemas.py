@@ -7,24 +7,46 @@ them vectorised and ``tests/unit/serving/store/test_records.py`` checks they val
 from __future__ import annotations
 
 from datetime import datetime, timedelta
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints, model_validator
+from pydantic import (
+    AfterValidator,
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Discriminator,
+    Field,
+    StringConstraints,
+    Tag,
+)
 
+from features.definitions import FEATURE_COLUMNS
+from serving.api.problems import quoted
 from serving.policy.routing import Reason, Route
 
 EmailStatus = Literal["subscribed", "unsubscribed", "pending", "unknown"]
 AdsConsent = Literal["granted", "denied", "unknown"]
 #: Printable text: no control characters (C0, DEL, C1), no invisible formatting characters
-#: (zero-width, bidirectional overrides, line/paragraph separators, BOM). Other Unicode is
-#: allowed, as ingestion allows it in the lake.
-VISITOR_ID_PATTERN = r"^[^\x00-\x1f\x7f-\x9f\u200b-\u200f\u2028-\u202e\u2060-\u206f\ufeff]+$"
+#: (zero-width, bidirectional overrides, line/paragraph separators, BOM), and not only blanks
+#: (ingestion strips them and finds no visitor). Other Unicode is allowed, as ingestion
+#: allows it in the lake. Written without lookaround, so that JSON Schema's, pydantic's and
+#: Python's regex engines read it alike.
+_PRINTABLE = r"[^\x00-\x1f\x7f-\x9f\u200b-\u200f\u2028-\u202e\u2060-\u206f\ufeff]"
+_VISIBLE = r"[^\x00-\x20\x7f-\xa0\u1680\u2000-\u200f\u2028-\u202f\u205f-\u206f\u3000\ufeff]"
+VISITOR_ID_PATTERN = f"^{_PRINTABLE}*{_VISIBLE}{_PRINTABLE}*$"
 MAX_TEXT_LENGTH = 1_000
+MAX_VISITOR_ID_LENGTH = 256
 #: Strings are bounded, and must be valid Unicode (a lone surrogate escape is rejected).
 Text = Annotated[str, StringConstraints(max_length=MAX_TEXT_LENGTH)]
 Scalar = Text | int | float | None
+#: Text with something in it besides blanks (ingestion strips blanks, then finds nothing).
+#: The blanks are spelled out: ``\S`` differs between JSON Schema's regex (ECMA 262: U+0085 is
+#: not a blank) and pydantic's and Python's (it is).
+NOT_BLANK = r"[^\t-\r\x1c-\x20\x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000\ufeff]"
+Given = Annotated[str, StringConstraints(max_length=MAX_TEXT_LENGTH, pattern=NOT_BLANK)]
 VisitorId = Annotated[
-    str, StringConstraints(min_length=1, max_length=256, pattern=VISITOR_ID_PATTERN)
+    str,
+    StringConstraints(min_length=1, max_length=MAX_VISITOR_ID_LENGTH, pattern=VISITOR_ID_PATTERN),
 ]
 
 
@@ -74,13 +96,18 @@ class Contactability(BaseModel):
 
 
 class EventIn(BaseModel):
-    """One event in the canonical shape; values are checked by ingestion's rules."""
+    """One event in the canonical shape; values are checked by ingestion's rules (an event
+    they refuse is rejected with its reason, the others are applied)."""
 
     model_config = ConfigDict(extra="forbid")
 
     visitor_id: Text | None = Field(None, description="defaults to the request's visitor")
-    event_time: Scalar = Field(description="ISO 8601; without an offset it means UTC")
-    event_name: Scalar
+    # Required, never null nor blank: ingestion rejects an event without them.
+    event_time: Given | int | float = Field(
+        description="ISO 8601; without an offset it means UTC; not before the server's "
+        "min_event_time nor later than its clock plus max_future_skew_seconds"
+    )
+    event_name: Given = Field(description="one of the canonical event names")
     item_id: Scalar = None
     item_category: Scalar = None
     price: Scalar = None
@@ -118,23 +145,69 @@ class EventsResponse(BaseModel):
     score: VisitorScore
 
 
-class ScoreRequest(BaseModel):
-    """Score now, storing nothing: from recent events (the online feature path) or from
-    features by name (null for missing)."""
+def _known_features(named: dict[str, float | None]) -> dict[str, float | None]:
+    unknown = sorted(set(named) - set(FEATURE_COLUMNS))
+    if unknown:
+        shown = ", ".join(quoted(name) for name in unknown[:5])
+        raise ValueError(f"{len(unknown)} unknown feature name(s): {shown}")
+    return named
 
+
+#: Features by name (``FEATURE_COLUMNS``); a model input not given, or null, is missing.
+FeatureValues = Annotated[
+    dict[str, float | None],
+    AfterValidator(_known_features),
+    Field(
+        json_schema_extra={"propertyNames": {"enum": list(FEATURE_COLUMNS)}},
+        description="feature values by name; a model input absent or null is missing",
+    ),
+]
+
+
+class _ScoreFields(BaseModel):
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     visitor_id: VisitorId
-    events: list[EventIn] | None = None
-    features: dict[str, float | None] | None = None
-    as_of: AwareDatetime | None = None
+    as_of: AwareDatetime | None = Field(
+        None, description="default: now (or just after the latest given event)"
+    )
     contactability: Contactability | None = None
 
-    @model_validator(mode="after")
-    def _one_source(self) -> ScoreRequest:
-        if (self.events is None) == (self.features is None):
-            raise ValueError("give either events or features, not both and not neither")
-        return self
+
+class ScoreFromEvents(_ScoreFields):
+    """Score from recent events, through the online feature path."""
+
+    events: list[EventIn]
+
+
+class ScoreFromFeatures(_ScoreFields):
+    """Score from features given by name."""
+
+    features: FeatureValues
+
+
+def _score_source(given: Any) -> str | None:
+    """Which request a body is: events or features, and None for both or neither (an
+    error); anything not an object is read as events, to be told it must be one."""
+    if isinstance(given, ScoreFromEvents | ScoreFromFeatures):
+        return "events" if isinstance(given, ScoreFromEvents) else "features"
+    if not isinstance(given, dict):
+        return "events"
+    has_events, has_features = "events" in given, "features" in given
+    if has_events != has_features:
+        return "events" if has_events else "features"
+    return None
+
+
+#: Score now, storing nothing: either events or features (``oneOf`` in the schema).
+ScoreRequest = Annotated[
+    Annotated[ScoreFromEvents, Tag("events")] | Annotated[ScoreFromFeatures, Tag("features")],
+    Discriminator(
+        _score_source,
+        custom_error_type="events_xor_features",
+        custom_error_message="give either events or features, not both and not neither",
+    ),
+]
 
 
 class FeatureWindow(BaseModel):

@@ -62,6 +62,7 @@ def run_api(
             port=port,
             log_level=log_level,
             access_log=False,
+            lifespan="on",  # a failed startup (no store, refused middleware) stops the server
         )
         return
     os.environ.update(handoff_environment(settings, paths))
@@ -73,4 +74,5 @@ def run_api(
         workers=workers,
         log_level=log_level,
         access_log=False,
+        lifespan="on",
     )

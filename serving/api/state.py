@@ -19,7 +19,7 @@ from features.ingest.validate import ValidationLimits
 from serving.api.batching import MicroBatcher
 from serving.api.intake import EventIntake
 from serving.api.metrics import ServingMetrics
-from serving.api.problems import ProblemError
+from serving.api.problems import ProblemError, without_paths
 from serving.api.realtime import RealTimeScorer
 from serving.api.rescoring import PostedEvents, rescore_posted
 from serving.model.registry import (
@@ -190,7 +190,12 @@ class ServingState:
             except ModelUnavailable as problem:
                 return self._refused(previous, str(problem))
             except Exception as problem:  # a broken artifact must not take the process down
-                return self._refused(previous, f"{type(problem).__name__}: {problem}")
+                log.error("loading %s failed: %s", self.settings.model_uri, problem, exc_info=True)
+                return self._refused(
+                    previous,
+                    f"{self.settings.model_uri} could not be loaded ({type(problem).__name__}; "
+                    "the detail is in the server's log)",
+                )
             self.served = served
             self.model_problem = None
             _freeze_heap(full=False)
@@ -217,13 +222,15 @@ class ServingState:
                 loaded.info.version, wanted, run.run_id, stored or "an unknown window",
             )  # fmt: skip
 
-    def _refused(self, previous: str | None, message: str) -> ReloadOutcome:
+    def _refused(self, previous: str | None, detail: str) -> ReloadOutcome:
+        """Log the detail; keep for callers a message without the server's paths."""
+        message = without_paths(detail)
         self.metrics.reloads.labels("failed").inc()
         if previous is None:
             self.model_problem = message
-            log.error("model not loaded: %s", message)
+            log.error("model not loaded: %s", detail)
         else:
-            log.error("model reload refused, still serving version %s: %s", previous, message)
+            log.error("model reload refused, still serving version %s: %s", previous, detail)
         return ReloadOutcome(False, previous, previous, message)
 
     def registered_version(self) -> str | None:

@@ -171,7 +171,15 @@ def load_registered_model(
     name, alias = matched["name"], matched["alias"]
     client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
     version = _version(client, name, alias, matched["version"])
-    target = _artifact(client, name, str(version.version), cache_dir, tracking_uri)
+    # The causes below name the server's files: they go to the log, the message to callers.
+    try:
+        target = _artifact(client, name, str(version.version), cache_dir, tracking_uri)
+    except Exception as problem:
+        log.error("artifact of %s version %s not downloaded: %s", name, version.version, problem)
+        raise ModelUnavailable(
+            f"{name} version {version.version}: its artifact could not be downloaded from the "
+            f"registry ({type(problem).__name__}; the detail is in the server's log)"
+        ) from problem
     try:
         model = SpecModel.from_directory(
             target,
@@ -179,8 +187,14 @@ def load_registered_model(
             cache_dir=cache_dir / "compiled",
             compile_timeout_seconds=compile_timeout_seconds,
         )
-    except (FileNotFoundError, ValueError, KeyError) as problem:
+    except ContractError as problem:  # says what the model lacks, for people: no paths
         raise ModelUnavailable(f"{name} version {version.version}: {problem}") from problem
+    except (FileNotFoundError, ValueError, KeyError) as problem:
+        log.error("artifact of %s version %s not loaded: %s", name, version.version, problem)
+        raise ModelUnavailable(
+            f"{name} version {version.version}: its artifact is incomplete or unreadable "
+            f"({type(problem).__name__}; the detail is in the server's log)"
+        ) from problem
     unknown = [c for c in model.feature_names if c not in FEATURE_COLUMNS]
     if unknown:
         raise ModelUnavailable(

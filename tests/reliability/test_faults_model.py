@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -182,7 +183,12 @@ def test_a_bad_version_is_refused_and_the_old_one_kept(
         with caplog.at_level(logging.ERROR, logger="serving.api.state"):
             refused = live.post("/v1/admin/reload", headers=KEY)
         assert refused.status_code == 503, refused.text
-        assert "still serving version 1" in refused.json()["detail"]
+        detail = refused.json()["detail"]
+        assert "still serving version 1" in detail
+        # The answer names the problem, never the server's file system: the detail is logged.
+        assert "file:" not in detail and str(shared.root) not in detail, detail
+        assert re.search(r"(?:^|[\s'\"(])/\w+/", detail) is None, detail
+        assert f"{name} version 2" in detail, detail
         assert live.get("/v1/model").json()["version"] == "1"
         assert live.get("/readyz").status_code == 200
         scoring = live.post("/v1/score", json={"visitor_id": "v", "events": [event()]})

@@ -216,8 +216,40 @@ def test_score_from_features(client: TestClient) -> None:
     )
     assert answer.status_code == 200
     assert answer.json()["email_status"] == "subscribed"
-    wrong = client.post("/v1/score", json={"visitor_id": "w", "features": {"n_events": 1}})
-    assert wrong.status_code == 422 and "missing" in wrong.json()["detail"]
+    # A model input not given is missing, as a null one: the same score.
+    given = client.post("/v1/score", json={"visitor_id": "w", "features": {"n_events": 1}})
+    nulls = dict.fromkeys(features, None) | {"n_events": 1}
+    as_null = client.post("/v1/score", json={"visitor_id": "w", "features": nulls})
+    assert given.status_code == as_null.status_code == 200, given.text
+    assert given.json()["score"] == as_null.json()["score"]
+    wrong = client.post("/v1/score", json={"visitor_id": "w", "features": {"n_rockets": 1}})
+    assert wrong.status_code == 422 and "unknown feature" in wrong.json()["detail"]
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"visitor_id": "w", "events": [], "features": {}},
+        {"visitor_id": "w"},
+    ],
+    ids=["both", "neither"],
+)
+def test_score_takes_events_or_features_as_its_schema_says(
+    client: TestClient, body: dict[str, Any]
+) -> None:
+    answer = client.post("/v1/score", json=body)
+    assert answer.status_code == 422
+    assert "either events or features" in answer.json()["detail"]
+    schema = client.get("/openapi.json").json()["paths"]["/v1/score"]["post"]["requestBody"]
+    assert len(schema["content"]["application/json"]["schema"]["oneOf"]) == 2
+
+
+def test_the_schema_requires_what_the_handler_requires(client: TestClient) -> None:
+    """Issue 23's probe: null event_name and event_time were schema-valid, then a 422."""
+    spec = client.get("/openapi.json").json()["components"]["schemas"]["EventIn"]
+    for name in ("event_time", "event_name"):
+        assert name in spec["required"]
+        assert {"type": "null"} not in spec["properties"][name].get("anyOf", []), name
 
 
 def test_without_a_model_the_app_starts_but_is_not_ready(shared: World) -> None:
@@ -320,22 +352,31 @@ def _through_the_stack(app: Any) -> TestClient:
     return TestClient(full)
 
 
+JSON_KEY = {**KEY, "content-type": "application/json"}
+
+
 def test_the_hot_routes_answer_as_the_full_stack(
     client: TestClient, scored: tuple[World, list[str]]
 ) -> None:
     visitors = scored[1]
     client.get("/healthz")  # builds the middleware stack
     full = _through_the_stack(client.app)
+    two_keys = [("x-api-key", "k1"), ("x-api-key", "k2")]
     requests: list[tuple[str, str, dict[str, Any]]] = [
         ("GET", f"/v1/visitors/{visitors[5]}", {}),
         ("GET", "/v1/visitors/nobody-at-all", {}),
         ("GET", "/v1/visitors/a%20b", {}),
+        ("GET", f"/v1/visitors/{'x' * 300}", {}),
+        ("GET", "/v1/visitors/%FF", {}),
+        ("GET", f"/v1/visitors/{visitors[5]}", {"headers": two_keys}),
         ("POST", "/v1/events", {"json": {"visitor_id": "v", "events": [event()]}}),
+        ("POST", "/v1/events", {"json": {"visitor_id": "v"}, "headers": two_keys}),
         ("POST", "/v1/events", {"json": {"visitor_id": "v", "events": []}, "headers": KEY}),
         ("POST", "/v1/events", {"json": [1, 2], "headers": KEY}),
-        ("POST", "/v1/events", {"content": b'{"visitor_id": "v", "ev', "headers": KEY}),
-        ("POST", "/v1/events", {"content": b"\xff\xfe", "headers": KEY}),
-        ("POST", "/v1/events", {"content": b"[" * 100_000, "headers": KEY}),  # 400
+        ("POST", "/v1/events", {"content": b'{"visitor_id": "v", "ev', "headers": JSON_KEY}),
+        ("POST", "/v1/events", {"content": b"\xff\xfe", "headers": JSON_KEY}),
+        ("POST", "/v1/events", {"content": b"[" * 100_000, "headers": JSON_KEY}),  # 400
+        ("POST", "/v1/events", {"content": b'{"visitor_id": "v"}', "headers": KEY}),  # 415
         (
             "POST",
             "/v1/events",
@@ -349,10 +390,9 @@ def test_the_hot_routes_answer_as_the_full_stack(
     ]
     for method, path, options in requests:
         hot, stack = client.request(method, path, **options), full.request(method, path, **options)
-        assert (hot.status_code, hot.headers["content-type"]) == (
-            stack.status_code,
-            stack.headers["content-type"],
-        ), (method, path)
+        assert hot.status_code == stack.status_code, (method, path)
+        # Every header: content type and length, WWW-Authenticate, and any a middleware adds.
+        assert dict(hot.headers) == dict(stack.headers), (method, path)
         assert hot.json() == stack.json(), (method, path)
     # Re-scores of two visitors, one each way: the same shape.
     answers = [
@@ -363,10 +403,10 @@ def test_the_hot_routes_answer_as_the_full_stack(
     assert answers[0].json().keys() == answers[1].json().keys()
     metrics = client.get("/metrics").text
     # Counted alike both ways (each request above went once each way).
-    for status, count in ((200, 2), (404, 4)):
+    for status, count in ((200, 2), (400, 2), (404, 4), (422, 4)):
         line = f'route="/v1/visitors/{{visitor_id}}",status="{status}"}} {count}.0'
         assert f'propensity_requests_total{{method="GET",{line}' in metrics
-    for status, count in ((200, 2), (400, 2), (401, 2), (413, 2), (422, 10)):
+    for status, count in ((200, 2), (400, 4), (401, 2), (413, 2), (415, 2), (422, 10)):
         assert f'route="/v1/events",status="{status}"}} {count}.0' in metrics
 
 
@@ -419,3 +459,53 @@ def test_redis_backend_end_to_end(shared: World, tmp_path: Any) -> None:
             )
             assert posted.status_code == 200
             assert live.get(f"/v1/visitors/{first['visitor_id']}").json()["source"] == "real_time"
+
+
+def _with_cors(app: Any) -> Any:
+    from starlette.middleware.cors import CORSMiddleware
+
+    app.add_middleware(CORSMiddleware, allow_origins=["https://shop.example"])
+    return app
+
+
+def test_middleware_the_hot_routes_would_skip_stops_the_start(
+    scored: tuple[World, list[str]],
+) -> None:
+    """CORS added to an app with hot routes: the app refuses to start, under TestClient and
+    under uvicorn (``run_api``'s lifespan="on"), naming the middleware and the way out."""
+    import uvicorn
+
+    from serving.api.hot_routes import UnreproducedMiddleware
+    from tests.integration.serving.redis_server import free_port
+
+    shared, _ = scored
+    with (
+        pytest.raises(UnreproducedMiddleware, match=r"CORSMiddleware.*HOT_ROUTES=false"),
+        TestClient(_with_cors(create_app(settings(), shared.paths("api")))),
+    ):
+        pass
+    app = _with_cors(create_app(settings(), shared.paths("api")))
+    server = uvicorn.Server(
+        uvicorn.Config(app, port=free_port(), lifespan="on", log_level="critical")
+    )
+    with pytest.raises(SystemExit):  # uvicorn's exit on a failed startup
+        server.run()
+    assert not server.started
+
+
+def test_without_hot_routes_every_request_runs_the_middleware(
+    scored: tuple[World, list[str]],
+) -> None:
+    shared, visitors = scored
+    app = _with_cors(create_app(settings(hot_routes=False), shared.paths("api")))
+    origin = {"origin": "https://shop.example"}
+    with TestClient(app) as live:
+        assert not isinstance(live.app.middleware_stack, HotRoutes)  # type: ignore[attr-defined]
+        lookup = live.get(f"/v1/visitors/{visitors[0]}", headers=origin)
+        posted = live.post(
+            "/v1/events", json={"visitor_id": visitors[1], "events": [event()]},
+            headers={**KEY, **origin},
+        )  # fmt: skip
+        for answer in (lookup, posted):
+            assert answer.status_code == 200, answer.text
+            assert answer.headers["access-control-allow-origin"] == "https://shop.example"

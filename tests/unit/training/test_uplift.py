@@ -29,6 +29,29 @@ def test_qini_curve_counts_incremental_outcomes() -> None:
     np.testing.assert_allclose(qini, [0, 1, 2, 0, -1])
 
 
+def test_qini_curve_averages_over_tied_scores() -> None:
+    """Four units with one score: the curve is a straight line to the group's end, whatever
+    order the rows come in (before, it followed the row order: a control converter first
+    gave a different curve and coefficient than a treated converter first)."""
+    treated = np.array([1, 0, 1, 0])
+    outcome = np.array([1, 1, 0, 0])
+    tied = np.zeros(4)
+    curves = [qini_curve(tied, treated[order], outcome[order])[1] for order in
+              ([0, 1, 2, 3], [1, 0, 3, 2], [3, 2, 1, 0])]  # fmt: skip
+    for curve in curves:
+        # At n=4: Y_t=1, Y_c=1, N_t=N_c=2 -> 0; straight from 0 to 0.
+        np.testing.assert_allclose(curve, [0, 0, 0, 0, 0])
+    # A tie inside a ranking: the top unit is decided, the next two are not.
+    score, arm, label = np.array([3.0, 1.0, 1.0]), np.array([1, 1, 0]), np.array([1, 0, 1])
+    forward = qini_curve(score, arm, label)[1]
+    backward = qini_curve(score[::-1], arm[::-1], label[::-1])[1]
+    # n=1: 1; n=3: Y_t=1, Y_c=1, N_t=2, N_c=1 -> -1; n=2 halfway: 0.
+    np.testing.assert_allclose(forward, [0, 1, 0, -1])
+    np.testing.assert_allclose(backward, forward)
+    assert qini_coefficient(score, arm, label) == qini_coefficient(score[::-1], arm[::-1],
+                                                                   label[::-1])  # fmt: skip
+
+
 def test_uplift_at_k_is_the_rate_difference_in_the_top_share() -> None:
     score = np.arange(10.0)[::-1]
     treated = np.array([1, 0, 1, 0, 1, 0, 1, 0, 1, 0])

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from serving.policy.holdout import CHANNEL_KEYS, holdout_draws
+from serving.policy.holdout import CHANNEL_KEYS, fnv1a_64, fnv1a_64_bytes, holdout_draws
 
 MASK = (1 << 64) - 1
 
@@ -26,6 +26,20 @@ def _reference(visitor_id: str, salt: str, channel: str) -> float:
     state = (state * 0xC4CEB93E75C9E2B3) & MASK
     state ^= state >> 33
     return (state >> 11) * 2.0**-53
+
+
+#: FNV-1a 64 test vectors published with the algorithm (draft-eastlake-fnv, section 7).
+PUBLISHED_FNV1A_64 = {"": 0xCBF29CE484222325, "a": 0xAF63DC4C8601EC8C, "foobar": 0x85944171F73967E8}
+
+
+def test_the_hash_core_is_fnv1a_64_as_published() -> None:
+    """Both paths of the hash the draws start from, against the published vectors rather
+    than values this code produced itself."""
+    texts = list(PUBLISHED_FNV1A_64)
+    expected = np.array(list(PUBLISHED_FNV1A_64.values()), dtype=np.uint64)
+    for kind in (texts, pl.Series(texts), pa.array(texts)):
+        np.testing.assert_array_equal(fnv1a_64(kind), expected)
+    assert [fnv1a_64_bytes(t.encode()) for t in texts] == expected.tolist()
 
 
 def test_pinned_values() -> None:

@@ -1,0 +1,123 @@
+"""The probes of issue 23 against the real app: ids in the URL held to the bodies' rule, one
+API-key rule on every route, JSON routes that take JSON only. Each was answered otherwise
+before (a 404 echoing the id, the first or the last key, a 422 about dictionaries)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+from fastapi.testclient import TestClient
+
+from serving.api.app import create_app
+from tests.integration.serving.world import API_KEY, World, settings
+from tests.reliability.conftest import KEY, event
+
+CLOSED_READS = settings(read_requires_key=True)
+
+
+@pytest.fixture(scope="module")
+def live(scored: tuple[World, str, list[str]]) -> Iterator[TestClient]:
+    shared, name, _ = scored
+    with TestClient(create_app(CLOSED_READS, shared.paths(name))) as client:
+        yield client
+
+
+@pytest.mark.parametrize(
+    "raw_id",
+    ["x" * 5_000, "a%00b", "a%1Fb", "a%E2%80%AEb", "%ED%A0%80", "%FF", "ok%FFok"],
+    ids=[
+        "5000-chars",
+        "nul",
+        "control",
+        "bidi-override",
+        "lone-surrogate",
+        "invalid-utf8",
+        "invalid-utf8-inside",
+    ],
+)
+def test_path_ids_follow_the_body_rule(live: TestClient, raw_id: str) -> None:
+    answer = live.get(f"/v1/visitors/{raw_id}", headers=KEY)
+    assert answer.status_code == 422, answer.text
+    problem = answer.json()
+    assert problem["errors"][0]["location"] == "path.visitor_id"
+    assert "xxxxxxxxxx" * 10 not in answer.text  # never echoed in full
+
+
+def test_an_unknown_id_is_quoted_short_and_escaped(live: TestClient) -> None:
+    long_id = "é" * 200 + "\u00ad"  # valid, unknown, and longer than any quote
+    answer = live.get(f"/v1/visitors/{long_id}", headers=KEY)
+    assert answer.status_code == 404
+    detail = answer.json()["detail"]
+    assert long_id not in detail and "é" * 40 in detail and "é" * 41 not in detail
+    assert "(201 characters)" in detail
+
+
+def test_a_real_visitor_with_a_unicode_replacement_character_is_no_error(
+    live: TestClient,
+) -> None:
+    """U+FFFD sent as its UTF-8 bytes is valid: only bytes that are not UTF-8 are refused."""
+    assert live.get("/v1/visitors/a%EF%BF%BDb", headers=KEY).status_code == 404
+
+
+ROUTES = [
+    ("GET", "/v1/visitors/v-1", None),
+    ("GET", "/v1/model", None),
+    ("POST", "/v1/score", {"visitor_id": "v-1", "events": [event()]}),
+    ("POST", "/v1/events", {"visitor_id": "v-1", "events": [event()]}),
+    ("POST", "/v1/admin/reload", None),
+    ("GET", "/healthz", None),
+    ("GET", "/readyz", None),
+    ("GET", "/metrics", None),
+]
+
+
+@pytest.mark.parametrize(("method", "path", "body"), ROUTES)
+@pytest.mark.parametrize("order", ["valid-first", "valid-last"])
+def test_several_api_keys_are_400_on_every_route(
+    live: TestClient, method: str, path: str, body: object, order: str
+) -> None:
+    keys = [API_KEY, "wrong"] if order == "valid-first" else ["wrong", API_KEY]
+    headers = [("x-api-key", k) for k in keys]
+    answer = live.request(method, path, json=body, headers=headers)
+    assert answer.status_code == 400, answer.text
+    assert answer.json()["title"] == "Several API keys"
+
+
+@pytest.mark.parametrize("path", ["/v1/score", "/v1/events"])
+@pytest.mark.parametrize(
+    ("content_type", "body"),
+    [
+        ("text/plain", b'{"visitor_id": "v-1"}'),
+        ("application/xml", b"<visitor_id>v-1</visitor_id>"),
+        ("application/x-www-form-urlencoded", b"visitor_id=v-1"),
+        (None, b'{"visitor_id": "v-1"}'),
+    ],
+    ids=["text", "xml", "form", "no-content-type"],
+)
+def test_json_routes_refuse_other_media_types_with_415(
+    live: TestClient, path: str, content_type: str | None, body: bytes
+) -> None:
+    headers = dict(KEY) if content_type is None else {**KEY, "content-type": content_type}
+    answer = live.post(path, content=body, headers=headers)
+    assert answer.status_code == 415, answer.text
+    assert "application/json" in answer.json()["detail"]
+
+
+def test_json_with_a_charset_or_a_json_suffix_is_json(live: TestClient) -> None:
+    body = b'{"visitor_id": "v-1", "events": []}'  # schema-invalid: proves it was read
+    for kind in ("application/json; charset=utf-8", "application/merge-patch+json"):
+        answer = live.post("/v1/events", content=body, headers={**KEY, "content-type": kind})
+        assert answer.status_code == 422, (kind, answer.text)
+
+
+@pytest.mark.parametrize(
+    "blank", [" ", "%C2%A0", "%E3%80%80"], ids=["space", "nbsp", "ideographic"]
+)
+def test_a_blank_id_is_refused_by_the_schema_as_by_ingestion(live: TestClient, blank: str) -> None:
+    """Found by the fuzz run: a blank visitor id passed the schema, then every event was
+    rejected as missing_visitor."""
+    assert live.get(f"/v1/visitors/{blank}", headers=KEY).status_code == 422
+    body = {"visitor_id": blank.replace("%C2%A0", "\xa0").replace("%E3%80%80", "\u3000"),
+            "events": [event()]}  # fmt: skip
+    assert live.post("/v1/events", json=body, headers=KEY).status_code == 422
