@@ -24,7 +24,7 @@ from serving.model.registry import LoadedModel
 from serving.model.scoring import ROUTING_FEATURES, decile_of, model_columns, score_and_route
 from serving.model.spec import top_contributions
 from serving.policy.lift import LiftModel
-from serving.policy.routing import REASONS, ROUTES
+from serving.policy.routing import REASONS, ROUTES, RoutingPolicy, with_holdout_shares
 from serving.settings import ServingSettings
 from serving.store.base import RunInfo, StoredRecord
 from serving.store.records import real_time_record
@@ -131,7 +131,7 @@ class RealTimeScorer:
             visitor_id=[v.visitor_id for v in visitors],
             email_status=np.array([v.contact.email_status for v in visitors], dtype=object),
             ads_consent=np.array([v.contact.ads_consent for v in visitors], dtype=object),
-            policy=self.settings.routing,
+            policy=self._policy(run),
             ads_ev_floor=floor,
             lift=self._lift(run),
             columns=self.columns,
@@ -168,6 +168,14 @@ class RealTimeScorer:
                 strict=True,
             )
         ]
+
+    def _policy(self, run: RunInfo | None) -> RoutingPolicy:
+        """The routing policy with the live run's holdout shares (which a detectable effect
+        may have sized for the run's audience)."""
+        shares = run.extra.get("holdout_shares") if run is not None else None
+        if not isinstance(shares, dict):
+            return self.settings.routing
+        return with_holdout_shares(self.settings.routing, shares)
 
     def _lift(self, run: RunInfo | None) -> LiftModel | None:
         """The measured lift the live run routed with, read once per fit."""

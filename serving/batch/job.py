@@ -47,6 +47,7 @@ from serving.batch.scored import routed_frame, scored_frame
 from serving.batch.spark import score_on_spark
 from serving.model.registry import LoadedModel, load_registered_model
 from serving.policy.lift import LiftModel
+from serving.policy.routing import ADS, EMAIL, ROUTES, RoutingPolicy, run_holdout_share
 from serving.settings import ServingPaths, ServingSettings
 from serving.store.backends import open_store
 from serving.store.base import RunInfo, ScoreStore
@@ -94,6 +95,17 @@ def run_name(
     policy = settings.routing.fingerprint()
     name = f"{as_of.astimezone(UTC):%Y%m%dT%H%M%S%fZ}-v{model_version}-{policy}"
     return name if lift is None else f"{name}-{lift.fit_id}"
+
+
+def holdout_shares(scored: pl.DataFrame, policy: RoutingPolicy) -> dict[str, float]:
+    """Per channel, the holdout share the run used (``serving.policy.routing``): recorded
+    with the run so that the real-time path holds out the same visitors."""
+    shares = {}
+    for name, route in (("email", ROUTES[EMAIL]), ("ads", ROUTES[ADS])):
+        audience = scored.filter((pl.col("channel") == route) & (pl.col("reason") != "exploration"))
+        baseline = float(audience.get_column("score").mean() or 0.0) if audience.height else 0.0  # type: ignore[arg-type]
+        shares[name] = run_holdout_share(getattr(policy, name), audience.height, baseline)
+    return shares
 
 
 def _publish_chunks(
@@ -204,6 +216,7 @@ def _run(
         ads_ev_floor=floor,
         feature_config=config,
         lift=None if lift is None else lift.to_dict(),
+        extra={"holdout_shares": holdout_shares(scored, settings.routing)},
     )
     _remove_dead_staging(paths.scoring_dir, name)
     staging = run_dir.with_name(f".{name}.{os.getpid()}.partial")

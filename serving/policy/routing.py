@@ -34,6 +34,7 @@ explored ads are paid from the ad budget first.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Literal
 
@@ -293,13 +294,31 @@ def _holdout_share(
 ) -> float:
     """The channel's holdout share in this run: fixed, or sized from its minimum detectable
     effect for the audience's size and mean score."""
+    n = int(np.count_nonzero(audience))
+    return run_holdout_share(channel, n, float(score[audience].mean()) if n else 0.0)
+
+
+def run_holdout_share(channel: ChannelPolicy, audience: int, baseline: float) -> float:
+    """The holdout share of a channel's run audience of ``audience`` visitors with mean score
+    ``baseline``: ``holdout_share``, or sized from ``min_detectable_effect``."""
     if channel.min_detectable_effect is None:
         return channel.holdout_share
-    n = int(np.count_nonzero(audience))
-    baseline = float(score[audience].mean()) if n else 0.0
     return holdout_share_for(
-        channel.min_detectable_effect, baseline, n, max_share=channel.max_holdout_share
+        channel.min_detectable_effect, baseline, audience, max_share=channel.max_holdout_share
     )
+
+
+def with_holdout_shares(policy: RoutingPolicy, shares: Mapping[str, float]) -> RoutingPolicy:
+    """``policy`` with the holdout shares a batch run used, fixed: how the real-time path,
+    which sees one visitor and no audience, holds out exactly the visitors the run did."""
+    update = {
+        name: getattr(policy, name).model_copy(
+            update={"holdout_share": float(shares[name]), "min_detectable_effect": None}
+        )
+        for name in ("email", "ads")
+        if name in shares
+    }
+    return policy.model_copy(update=update) if update else policy
 
 
 @dataclass(frozen=True)

@@ -16,6 +16,7 @@ from serving.policy.routing import (
     EMAIL,
     EXPLORATION,
     HOLDOUT,
+    ROUTES,
     AdBudget,
     ChannelPolicy,
     RoutingInputs,
@@ -24,6 +25,7 @@ from serving.policy.routing import (
     expected_values,
     route,
     route_batch,
+    with_holdout_shares,
 )
 
 NAN = float("nan")
@@ -333,3 +335,23 @@ def test_exploration_looks_harder_where_the_lift_may_be_wrong() -> None:
         sent = (decided.route == EMAIL) & (decided.reason == EXPLORATION)
         assert not np.any((decided.route == EMAIL) & (decided.reason != EXPLORATION))
         assert sent.sum() == pytest.approx(share * subscribed.sum(), rel=0.15)
+
+
+def test_the_real_time_route_holds_out_as_the_sized_batch_did() -> None:
+    """A detectable effect sizes the holdout for a run's audience; one visitor alone has no
+    audience, so the real-time path routes with the run's recorded shares."""
+    inputs = _crowd(3_000, seed=13)
+    policy = RoutingPolicy.model_validate(
+        {"email": {**RoutingPolicy().email.model_dump(), "min_detectable_effect": 0.08}}
+    )
+    batch = route_batch(inputs, policy)
+    assert batch.holdout_shares is not None and 0.05 < batch.holdout_shares["email"] < 0.5
+    fixed = with_holdout_shares(policy, batch.holdout_shares)
+    for i in range(0, 3_000, 7):
+        one = route(
+            inputs.visitor_id[i], float(inputs.score[i]),
+            email_status=str(inputs.email_status[i]), ads_consent=str(inputs.ads_consent[i]),
+            days_since_last_purchase=None, order_value=None, policy=fixed,
+            ads_ev_floor=batch.ads_ev_floor,
+        )  # fmt: skip
+        assert one.route == ROUTES[int(batch.route[i])]
