@@ -169,33 +169,19 @@ def _eligible(inputs: RoutingInputs, policy: RoutingPolicy) -> tuple[np.ndarray,
     return np.asarray(email, dtype=bool), np.asarray(ads, dtype=bool)
 
 
-def _cap_email(choice: Choice, rank: np.ndarray, volume: int | None) -> Choice:
-    """At most ``volume`` emails, the best by ``rank`` kept."""
-    emailed = np.flatnonzero(choice == EMAIL)
-    if volume is None or len(emailed) <= volume:
-        return choice
-    dropped = emailed[np.argsort(-rank[emailed], kind="stable")][volume:]
-    capped = choice.copy()
-    capped[dropped] = NONE_CODE
-    return capped
-
-
 def routed_choice(
     population: Population,
     policy: RoutingPolicy,
     *,
     lift: LiftModel | None = None,
     truth: bool = False,
-    volume: int | None = None,
 ) -> Choice:
     """What the product's routing decides (with the true effects, for the oracle)."""
     inputs = population.inputs
     if truth:
         uplift = {"email": population.delta_email, "ads": population.delta_ads}
         inputs = replace(inputs, uplift=uplift)
-    decided = route_batch(inputs, decision_rule(policy), lift=lift)
-    email_ev = decided.expected_value
-    return _cap_email(decided.route.astype(np.int8), email_ev, volume)
+    return route_batch(inputs, decision_rule(policy), lift=lift).route.astype(np.int8)
 
 
 def ranked_choice(

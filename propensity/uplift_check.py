@@ -28,13 +28,12 @@ import polars as pl
 from features.batch import build_features
 from features.definitions import FEATURE_COLUMNS
 from propensity import jobs
+from propensity.campaign_rounds import CONTACTING_ROUTES
 from propensity.settings import Settings
 from serving.campaign.lift import fit_lift
 from serving.campaign.runs import measured_units
 from training.uplift import UpliftModelSettings, fit_two_model, qini_coefficient
 
-#: Route names of the units and channel names of the lift model.
-CHANNELS = {"email_remarketing": "email", "ad_retargeting": "ads"}
 #: Held-out units the training runs need per channel before a model is worth fitting.
 MIN_CONTROL = 200
 
@@ -94,7 +93,7 @@ def check_uplift(settings: Settings, complete_until: datetime | None = None) -> 
     newest = sorted(runs)[-1]
     units = _with_features(settings, units)
     checks = []
-    for route, name in CHANNELS.items():
+    for route, name in CONTACTING_ROUTES.items():
         part = units.filter(pl.col("channel") == route)
         train = part.filter(pl.col("run_id") != newest)
         valid = part.filter(pl.col("run_id") == newest)

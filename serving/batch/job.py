@@ -47,7 +47,6 @@ from serving.batch.scored import routed_frame, scored_frame
 from serving.batch.spark import score_on_spark
 from serving.model.registry import LoadedModel, load_registered_model
 from serving.policy.lift import LiftModel
-from serving.policy.routing import ADS, EMAIL, ROUTES, RoutingPolicy, run_holdout_share
 from serving.settings import ServingPaths, ServingSettings
 from serving.store.backends import open_store
 from serving.store.base import RunInfo, ScoreStore
@@ -95,17 +94,6 @@ def run_name(
     policy = settings.routing.fingerprint()
     name = f"{as_of.astimezone(UTC):%Y%m%dT%H%M%S%fZ}-v{model_version}-{policy}"
     return name if lift is None else f"{name}-{lift.fit_id}"
-
-
-def holdout_shares(scored: pl.DataFrame, policy: RoutingPolicy) -> dict[str, float]:
-    """Per channel, the holdout share the run used (``serving.policy.routing``): recorded
-    with the run so that the real-time path holds out the same visitors."""
-    shares = {}
-    for name, route in (("email", ROUTES[EMAIL]), ("ads", ROUTES[ADS])):
-        audience = scored.filter((pl.col("channel") == route) & (pl.col("reason") != "exploration"))
-        baseline = float(audience.get_column("score").mean() or 0.0) if audience.height else 0.0  # type: ignore[arg-type]
-        shares[name] = run_holdout_share(getattr(policy, name), audience.height, baseline)
-    return shares
 
 
 def _publish_chunks(
@@ -195,12 +183,14 @@ def _run(
     contacts = read_contacts(paths.lake_dir)
     if isinstance(features, pl.LazyFrame):
         frame = collect(features)
-        scored, cuts, floor = scored_frame(frame, contacts, loaded, settings, progress, lift)
+        scored, cuts, floor, shares = scored_frame(
+            frame, contacts, loaded, settings, progress, lift
+        )
     else:  # Spark: score and explain on the executors, route the run here
         explain = settings.top_features if settings.batch_contributions else 0
         narrow = score_on_spark(features, loaded.model, explain)
         progress(narrow.height)
-        scored, cuts, floor = routed_frame(narrow, contacts, settings, lift)
+        scored, cuts, floor, shares = routed_frame(narrow, contacts, settings, lift)
     scored = scored.with_columns(
         pl.lit(loaded.info.version).alias("model_version"),
         pl.lit(as_of).alias("as_of"),
@@ -216,7 +206,8 @@ def _run(
         ads_ev_floor=floor,
         feature_config=config,
         lift=None if lift is None else lift.to_dict(),
-        extra={"holdout_shares": holdout_shares(scored, settings.routing)},
+        # The real-time path holds out with the shares this run used.
+        extra={"holdout_shares": shares},
     )
     _remove_dead_staging(paths.scoring_dir, name)
     staging = run_dir.with_name(f".{name}.{os.getpid()}.partial")

@@ -78,7 +78,7 @@ def scored_frame(
     settings: ServingSettings,
     progress: Progress,
     lift: LiftModel | None = None,
-) -> tuple[pl.DataFrame, np.ndarray, float | None]:
+) -> tuple[pl.DataFrame, np.ndarray, float | None, dict[str, float]]:
     matrix = np.ascontiguousarray(
         features.select(pl.col(c).cast(pl.Float64) for c in FEATURE_COLUMNS).to_numpy(),
         dtype=np.float64,
@@ -99,9 +99,10 @@ def routed_frame(
     contacts: pl.DataFrame,
     settings: ServingSettings,
     lift: LiftModel | None = None,
-) -> tuple[pl.DataFrame, np.ndarray, float | None]:
+) -> tuple[pl.DataFrame, np.ndarray, float | None, dict[str, float]]:
     """Route a whole run: ``scored`` holds ``visitor_id``, ``score``, ``ROUTING_FEATURES`` and
-    optionally ``top_features``; the output frame, the decile cuts and the ads EV floor.
+    optionally ``top_features``; the output frame, the decile cuts, the ads EV floor and the
+    holdout share per channel.
     ``lift``: the measured lift to value contacts with (None: the policy's assumed one)."""
     visitors = scored.join(contacts, on="visitor_id", how="left", maintain_order="left")
     visitors = visitors.with_columns(
@@ -132,4 +133,4 @@ def routed_frame(
         pl.Series("expected_value", routed.expected_value),
         top if top is not None else pl.lit(None).alias("top_features"),
     )
-    return out, np.asarray(cuts), routed.ads_ev_floor
+    return out, np.asarray(cuts), routed.ads_ev_floor, routed.holdout_shares or {}

@@ -292,19 +292,14 @@ def ads_limit(policy: RoutingPolicy, visitors: int) -> int:
 def _holdout_share(
     channel: ChannelPolicy, audience: npt.NDArray[np.bool_], score: FloatArray
 ) -> float:
-    """The channel's holdout share in this run: fixed, or sized from its minimum detectable
-    effect for the audience's size and mean score."""
-    n = int(np.count_nonzero(audience))
-    return run_holdout_share(channel, n, float(score[audience].mean()) if n else 0.0)
-
-
-def run_holdout_share(channel: ChannelPolicy, audience: int, baseline: float) -> float:
-    """The holdout share of a channel's run audience of ``audience`` visitors with mean score
-    ``baseline``: ``holdout_share``, or sized from ``min_detectable_effect``."""
+    """The channel's holdout share in this run: ``holdout_share``, or sized from its
+    ``min_detectable_effect`` for the audience's size and mean score."""
     if channel.min_detectable_effect is None:
         return channel.holdout_share
+    n = int(np.count_nonzero(audience))
+    baseline = float(score[audience].mean()) if n else 0.0
     return holdout_share_for(
-        channel.min_detectable_effect, baseline, audience, max_share=channel.max_holdout_share
+        channel.min_detectable_effect, baseline, n, max_share=channel.max_holdout_share
     )
 
 
