@@ -28,7 +28,8 @@ channel is sent anyway and as many are held out beside them (reason ``exploratio
 lift is measured at every score; ``uncertain_exploration_share`` instead where the channel
 would be worth it at the upper end of its measured lift's interval (where the policy may be
 wrong, it looks harder, so one unlucky holdout cannot switch a channel off for good);
-explored ads are paid from the ad budget first.
+explored ads are paid from the ad budget first. Email is explored as well among the visitors
+the ad budget ran out for (they would otherwise be contacted by nobody).
 """
 
 from __future__ import annotations
@@ -158,7 +159,11 @@ class RoutingPolicy(BaseModel):
 
     #: The defaults and their sources: docs/routing.md ("Costs and effects, and where the
     #: defaults come from").
-    email: ChannelPolicy = ChannelPolicy(cost_per_contact=0.002, incremental_lift=0.05)
+    #: Email tests every visitor it is unsure of (half sent, half held out): a contact costs
+    #: next to nothing, and one unlucky holdout must not switch the channel off for good.
+    email: ChannelPolicy = ChannelPolicy(
+        cost_per_contact=0.002, incremental_lift=0.05, uncertain_exploration_share=0.5
+    )
     ads: ChannelPolicy = ChannelPolicy(cpm=1.53, impressions_per_contact=8, incremental_lift=0.10)
     ad_budget: AdBudget = AdBudget(max_spend=5_000.0)
     margin: float = Field(0.3, gt=0, le=1, description="profit share of an order's value")
@@ -372,6 +377,28 @@ def _exploration(
     return _Exploration(email_treated, email & ~email_treated, ads_treated, ads & ~ads_treated)
 
 
+def _explored_email_beyond_budget(
+    explored: _Exploration,
+    visitor_id: VisitorIds,
+    exhausted: npt.NDArray[np.bool_],
+    email_share: FloatArray,
+    policy: RoutingPolicy,
+) -> _Exploration:
+    """``explored`` with email explored among ``exhausted`` too (the same draws and shares
+    as among the visitors no channel is worth it for)."""
+    if not exhausted.any():
+        return explored
+    draws = holdout_draws(visitor_id, policy.campaign_salt + EXPLORATION_SALT)["email"]
+    arm = exhausted & (draws < 2 * email_share)
+    treated = arm & (draws < email_share)
+    return _Exploration(
+        explored.email_treated | treated,
+        explored.email_control | (arm & ~treated),
+        explored.ads_treated,
+        explored.ads_control,
+    )
+
+
 def route_batch(
     inputs: RoutingInputs,
     policy: RoutingPolicy,
@@ -393,12 +420,13 @@ def route_batch(
     ads_worth = ads_ok & (ads_ev > threshold)
     prefers_ads = ads_worth & ~(email_worth & (email_ev >= ads_ev))
     open_ = ~suppressed
+    shares = _exploration_shares(inputs, policy, lift)
     explored = _exploration(
         inputs.visitor_id,
         open_ & ~email_worth & ~ads_worth,
         email_ok,
         ads_ok,
-        _exploration_shares(inputs, policy, lift),
+        shares,
         policy,
         None if ads_ev_floor is not None else ads_limit(policy, len(ads_ev)),
     )
@@ -411,6 +439,16 @@ def route_batch(
     )
     to_ads = admitted
     to_email = open_ & email_worth & ~to_ads
+    # A visitor the ad budget ran out for, with email not worth it, is contacted by nobody:
+    # email is explored there too, or a wrong email lift on ads' best visitors (the ones
+    # with the most intent) would never be found out.
+    explored = _explored_email_beyond_budget(
+        explored,
+        inputs.visitor_id,
+        open_ & prefers_ads & ~to_ads & ~email_worth & email_ok,
+        shares[0],
+        policy,
+    )
     best_allowed = np.maximum(
         np.where(email_ok, email_ev, -np.inf), np.where(ads_ok, ads_ev, -np.inf)
     )

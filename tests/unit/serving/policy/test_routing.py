@@ -13,6 +13,7 @@ from serving.policy.holdout import minimum_detectable_effect
 from serving.policy.lift import BandLift, ChannelLift, LiftModel
 from serving.policy.routing import (
     ADS,
+    BUDGET_EXHAUSTED,
     EMAIL,
     EXPLORATION,
     HOLDOUT,
@@ -355,3 +356,30 @@ def test_the_real_time_route_holds_out_as_the_sized_batch_did() -> None:
             ads_ev_floor=batch.ads_ev_floor,
         )  # fmt: skip
         assert one.route == ROUTES[int(batch.route[i])]
+
+
+def test_email_is_explored_where_the_ad_budget_ran_out() -> None:
+    """Visitors ads would pay for but the budget does not reach, with email not worth it,
+    are contacted by nobody: email is explored among them as among the visitors no channel
+    pays for, so a wrong email lift there is found out."""
+    inputs = _crowd(40_000, seed=17)
+    policy = RoutingPolicy.model_validate(
+        {"email": {"cost_per_contact": 0.002, "incremental_lift": 0.05,
+                   "uncertain_exploration_share": 0.3},
+         "ads": {"cpm": 2.0, "impressions_per_contact": 1, "incremental_lift": 0.5,
+                 "exploration_share": 0.0},
+         "ad_budget": {"max_audience": 500}}
+    )  # fmt: skip
+    lift = _email_lift(-0.002, 0.01)  # email below break-even, plausibly above it
+    decided = route_batch(inputs, policy, lift=lift)
+    _, ads_ev = expected_values(inputs, policy, lift)
+    exhausted = (
+        (inputs.ads_consent == "granted") & (inputs.email_status == "subscribed") & (ads_ev > 0)
+    ) & (decided.channel != ADS)
+    assert exhausted.sum() > 1_000
+    explored = exhausted & (decided.reason == EXPLORATION) & (decided.channel == EMAIL)
+    sent = explored & (decided.route == EMAIL)
+    assert sent.sum() == pytest.approx(0.3 * exhausted.sum(), rel=0.15)
+    assert (explored & (decided.route == HOLDOUT)).sum() == pytest.approx(sent.sum(), rel=0.15)
+    # The rest of them are still told the budget ran out.
+    assert np.all(decided.reason[exhausted & ~explored] == BUDGET_EXHAUSTED)
