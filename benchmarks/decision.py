@@ -60,10 +60,12 @@ import numpy.typing as npt
 import polars as pl
 
 from features.batch import build_features
+from features.definitions import FEATURE_COLUMNS
 from features.events.schema import AdsConsent, EmailStatus
 from features.ingest.contacts import read_contacts
 from serving.campaign.fits import latest_fit
 from serving.model.scoring import ROUTING_FEATURES
+from serving.model.uplift import load_uplift_model, predicted_uplift, usable_uplift
 from serving.policy.lift import LiftModel
 from serving.policy.routing import ADS, EMAIL, RoutingInputs, RoutingPolicy, ads_limit, route_batch
 
@@ -114,9 +116,12 @@ def _cli(env: dict[str, str], *args: str) -> Any:
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 
-def _population(data_dir: Path, run: dict[str, Any], effects_file: str) -> Population:
-    """The run's visitors with what routing needs (the model's own features as of the run)
-    and the simulator's true effects at the run's as_of."""
+def _population(
+    data_dir: Path, run: dict[str, Any], effects_file: str, lift: LiftModel | None
+) -> Population:
+    """The run's visitors with what routing needs (the model's own features as of the run,
+    and the predictions of the uplift models ``lift`` ranks channels by) and the simulator's
+    true effects at the run's as_of."""
     from propensity import jobs
     from propensity.settings import Settings
 
@@ -127,9 +132,7 @@ def _population(data_dir: Path, run: dict[str, Any], effects_file: str) -> Popul
     features = build_features(settings.lake_dir, as_of, config=contract.feature_config)
     assert isinstance(features, pl.LazyFrame)
     frame = (
-        scores.join(
-            features.select("visitor_id", *ROUTING_FEATURES).collect(), on="visitor_id", how="left"
-        )
+        scores.join(features.collect(), on="visitor_id", how="left")
         .join(read_contacts(settings.lake_dir), on="visitor_id", how="left")
         .join(pl.read_parquet(effects_file), on="visitor_id", how="left")
     )
@@ -142,12 +145,31 @@ def _population(data_dir: Path, run: dict[str, Any], effects_file: str) -> Popul
         ads_consent=frame.get_column("ads_consent").fill_null("unknown").to_numpy(),
         days_since_last_purchase=frame.get_column(ROUTING_FEATURES[0]).cast(pl.Float64).to_numpy(),
         order_value=frame.get_column(ROUTING_FEATURES[1]).cast(pl.Float64).to_numpy(),
+        predicted_uplift=_predicted_uplift(settings, contract, lift, frame),
     )
     return Population(
         inputs,
         frame.get_column("delta_email").to_numpy(),
         frame.get_column("delta_ads").to_numpy(),
     )
+
+
+def _predicted_uplift(
+    settings: Any, contract: Any, lift: LiftModel | None, frame: pl.DataFrame
+) -> dict[str, np.ndarray] | None:
+    """As the scoring run predicted them: the uplift models of ``lift`` it could use."""
+    from functools import partial
+
+    from propensity import jobs
+
+    paths = jobs.serving_paths(settings)
+    load = partial(
+        load_uplift_model, tracking_uri=paths.tracking_uri, cache_dir=paths.model_cache_dir
+    )
+    computed = {*contract.feature_columns, *ROUTING_FEATURES}
+    _, scorers = usable_uplift(lift, load, contract.feature_config, computed)
+    matrix = frame.select(pl.col(c).cast(pl.Float64) for c in FEATURE_COLUMNS).to_numpy()
+    return predicted_uplift(scorers, matrix)
 
 
 def decision_rule(policy: RoutingPolicy) -> RoutingPolicy:
@@ -305,7 +327,7 @@ def run_seed(seed: int, visitors: int, rounds: int, ad_budget_share: float) -> l
             lift = latest_fit(data / "outputs")
             run = _cli(env, "score")
             played = _cli(env, "respond")
-            population = _population(data, run, played["files"]["effects"])
+            population = _population(data, run, played["files"]["effects"], lift)
             results.append({
                 "seed": seed, "round": number, "visitors": len(population.delta_email),
                 "policies": compare_policies(population, policy, lift, seed * 100 + number),

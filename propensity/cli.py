@@ -463,7 +463,7 @@ def lift(
 ) -> None:
     """Learn each channel's lift (what a contact adds to the purchase probability, by score
     band) from the holdouts of every run whose outcomes are in; the next scoring run uses it."""
-    from propensity import jobs
+    from propensity import lift_fitting
     from serving.campaign.fits import latest_fit
     from serving.model.registry import ModelUnavailable
 
@@ -476,7 +476,7 @@ def lift(
         else:
             with err.status("learning the lift from the runs' holdouts"):
                 complete = until.replace(tzinfo=until.tzinfo or UTC) if until else None
-                model = jobs.fitted_lift(settings, complete)
+                model = lift_fitting.fitted_lift(settings, complete)
     except (FileNotFoundError, ValueError, ModelUnavailable) as problem:
         raise _fail(str(problem)) from None
     if as_json:

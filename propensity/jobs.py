@@ -5,7 +5,6 @@ The one place that knows every package; each function is a few calls into them.
 
 from __future__ import annotations
 
-import functools
 import logging
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -32,7 +31,6 @@ from training.train import TrainingResult, train_from_snapshots
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
 
-    from serving.campaign.lift import LiftGate
 
 log = logging.getLogger(__name__)
 
@@ -234,54 +232,6 @@ def spark_session(settings: Settings) -> SparkSession:
 
     spark = settings.spark
     return start(spark.master, remote=spark.remote, conf=spark.conf)
-
-
-def _lift_units(
-    settings: Settings, complete_until: datetime | None
-) -> tuple[pl.DataFrame, list[str]]:
-    """What every run whose outcomes are in teaches (``serving.campaign.runs.measured_units``)."""
-    from serving.campaign.runs import measured_units
-
-    window = functools.cache(lambda version: outcome_window(settings, version))
-    return measured_units(
-        serving_paths(settings).scoring_dir, settings.lake_dir, settings.serving.routing, window,
-        complete_until,
-    )  # fmt: skip
-
-
-def fitted_lift(settings: Settings, complete_until: datetime | None = None) -> LiftModel:
-    """The lift of each channel learned from every run whose outcomes are in (the lake being
-    complete up to ``complete_until``, default its latest event), saved as the live fit
-    (``serving.campaign``); ``ValueError`` when no run has taught anything yet."""
-    from serving.campaign.fits import save_fit
-    from serving.campaign.lift import fit_lift
-
-    units, runs = _lift_units(settings, complete_until)
-    if units.is_empty():
-        raise ValueError(
-            "no scoring run has its outcomes in yet: score, let the outcome window pass (on a "
-            "simulated shop: propensity respond, then ingest its events), then propensity lift"
-        )
-    model = fit_lift(units, settings.serving.routing, settings.lift, runs)
-    save_fit(model, serving_paths(settings).outputs_dir)
-    return model
-
-
-def gated_lift(settings: Settings) -> tuple[LiftGate, LiftModel | None]:
-    """``propensity retrain``'s refit of the lift: through ``serving.campaign.lift.gate_lift``
-    (out of time, against the live fit); the new fit, saved as live, when it passes."""
-    from serving.campaign.fits import latest_fit, save_fit
-    from serving.campaign.lift import fit_lift, gate_lift
-
-    units, runs = _lift_units(settings, None)
-    outputs = serving_paths(settings).outputs_dir
-    policy = settings.serving.routing
-    gate = gate_lift(units, latest_fit(outputs), policy, settings.lift)
-    if not gate.promoted:
-        return gate, None
-    model = fit_lift(units, policy, settings.lift, runs)
-    save_fit(model, outputs)
-    return gate, model
 
 
 def scoring_lift(settings: Settings) -> LiftModel | None:

@@ -31,7 +31,7 @@ import polars as pl
 
 from features.definitions import FEATURE_COLUMNS
 from features.snapshots import SnapshotConfig
-from propensity import jobs
+from propensity import jobs, lift_fitting
 from propensity.settings import Settings
 from training.data import data_hash
 from training.registry import CHAMPION, alias_version
@@ -178,7 +178,7 @@ def retrain(
 
 def _refit_lift(settings: Settings) -> dict[str, Any]:
     """Refit the lift through its gate; empty when no scoring run has its outcomes in."""
-    gate, model = jobs.gated_lift(settings)
+    gate, model = lift_fitting.gated_lift(settings)
     if gate.newest_run is None:
         return {}
     return {**asdict(gate), "fit_id": model.fit_id if model is not None else None}

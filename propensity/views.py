@@ -215,9 +215,10 @@ def lift_table(model: LiftModel) -> Table:
     """Per channel and score band: the learned Δp with its interval, the measurement and
     the assumption it was shrunk toward, in percentage points."""
     table = Table(title=f"lift {model.fit_id} from {len(model.runs)} run(s)", title_justify="left")
-    for name in ("channel", "score band", "treated/control", "measured", "assumed", "learned"):
+    for name in ("channel", "band", "treated/control", "measured", "assumed", "learned"):
         table.add_column(name, justify="left" if name == "channel" else "right")
-    for channel, lift in model.channels.items():
+    ranked = [(f"{c} (uplift)", lift) for c, lift in model.uplift.items()]
+    for channel, lift in [*model.channels.items(), *ranked]:
         for band in lift.bands:
             measured = "-" if band.observed is None else f"{band.observed * 100:+.2f}"
             table.add_row(
@@ -229,7 +230,9 @@ def lift_table(model: LiftModel) -> Table:
                 f"{band.delta * 100:+.2f} [{band.low * 100:+.2f}, {band.high * 100:+.2f}]",
             )
     table.caption = (
-        f"Δp in pp; {model.confidence:.0%} intervals; plot: lift/{model.fit_id}/lift.png"
+        f"Δp in pp; {model.confidence:.0%} intervals; band: of the score, or (uplift) of "
+        f"the prediction of {', '.join(model.uplift_models().values()) or 'an uplift model'}; "
+        f"plot: lift/{model.fit_id}/lift.png"
     )
     return table
 

@@ -38,3 +38,31 @@ class PropensityModel(PythonModel):
         frame = model_input[self.scorer.feature_columns]
         features = frame.to_numpy(dtype=np.float64, na_value=np.nan)
         return self.scorer.probability(features)
+
+
+UPLIFT_SPEC_ARTIFACT = "uplift_spec"
+TREATED_ARTIFACT = "treated_booster"
+CONTROL_ARTIFACT = "control_booster"
+
+
+class UpliftModel(PythonModel):
+    """``predict(features)`` -> P(purchase | contacted, x) − P(purchase | not contacted, x)."""
+
+    def load_context(self, context: PythonModelContext) -> None:
+        from contract.uplift import UpliftScorer
+
+        spec = json.loads(Path(context.artifacts[UPLIFT_SPEC_ARTIFACT]).read_text())
+        self.scorer = UpliftScorer(
+            spec,
+            Path(context.artifacts[TREATED_ARTIFACT]).read_text(),
+            Path(context.artifacts[CONTROL_ARTIFACT]).read_text(),
+        )
+
+    def predict(
+        self,
+        context: PythonModelContext,
+        model_input: pd.DataFrame,
+        params: dict[str, Any] | None = None,
+    ) -> np.ndarray:
+        frame = model_input[list(self.scorer.feature_columns)]
+        return self.scorer.uplift(frame.to_numpy(dtype=np.float64, na_value=np.nan))

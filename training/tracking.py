@@ -24,9 +24,19 @@ from mlflow.tracking import MlflowClient
 
 import contract.calibration
 import contract.scoring
+import contract.uplift
 import training.pyfunc
 from contract.scoring import BOOSTER_FILE, SPEC_FILE, Scorer
-from training.pyfunc import BOOSTER_ARTIFACT, SPEC_ARTIFACT, PropensityModel
+from contract.uplift import CONTROL_FILE, TREATED_FILE, UPLIFT_SPEC_FILE, UpliftScorer
+from training.pyfunc import (
+    BOOSTER_ARTIFACT,
+    CONTROL_ARTIFACT,
+    SPEC_ARTIFACT,
+    TREATED_ARTIFACT,
+    UPLIFT_SPEC_ARTIFACT,
+    PropensityModel,
+    UpliftModel,
+)
 
 MODEL_NAME = "propensity"
 EXPERIMENT = "propensity"
@@ -70,7 +80,7 @@ def experiment_id(client: MlflowClient, store: Store, name: str = EXPERIMENT) ->
 @contextmanager
 def pickled_by_value() -> Iterator[None]:
     """Pickle the pyfunc and scoring code into the model, so loading needs no project code."""
-    modules = (contract.calibration, contract.scoring, training.pyfunc)
+    modules = (contract.calibration, contract.scoring, contract.uplift, training.pyfunc)
     for module in modules:
         cloudpickle.register_pickle_by_value(module)
     try:
@@ -111,6 +121,40 @@ def log_scoring_model(
                 registered_model_name=registered_model_name,
                 pip_requirements=_requirements(),
             )
+
+
+def log_uplift_model(
+    spec: Mapping[str, Any],
+    treated_text: str,
+    control_text: str,
+    example: pd.DataFrame,
+    registered_model_name: str,
+) -> str:
+    """Log and register an uplift model (``contract.uplift``) in the active run; returns its
+    registry URI, ``models:/NAME/VERSION``, which serving loads it by."""
+    with tempfile.TemporaryDirectory() as folder:
+        files = {
+            UPLIFT_SPEC_ARTIFACT: (UPLIFT_SPEC_FILE, json.dumps(spec, indent=1)),
+            TREATED_ARTIFACT: (TREATED_FILE, treated_text),
+            CONTROL_ARTIFACT: (CONTROL_FILE, control_text),
+        }
+        artifacts = {}
+        for key, (name, text) in files.items():
+            (Path(folder) / name).write_text(text)
+            artifacts[key] = str(Path(folder) / name)
+        uplift = UpliftScorer(dict(spec), treated_text, control_text)
+        predicted = uplift.uplift(example[list(uplift.feature_columns)].to_numpy(np.float64))
+        with pickled_by_value():
+            info = mlflow.pyfunc.log_model(
+                name="uplift",
+                python_model=UpliftModel(),
+                artifacts=artifacts,
+                signature=infer_signature(example, predicted),
+                input_example=example,
+                registered_model_name=registered_model_name,
+                pip_requirements=_requirements(),
+            )
+    return f"models:/{registered_model_name}/{info.registered_model_version}"
 
 
 def _requirements() -> list[str]:

@@ -11,18 +11,20 @@ use the last run's cut points, so a real-time decile means the same as a batch o
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
 import numpy as np
 import orjson
 
+from contract.uplift import UpliftScorer
 from features.definitions import FEATURE_COLUMNS
 from features.online import OnlineFeatureEvaluator
 from serving.model.registry import LoadedModel
 from serving.model.scoring import ROUTING_FEATURES, decile_of, model_columns, score_and_route
 from serving.model.spec import top_contributions
+from serving.model.uplift import UpliftLoader, predicted_uplift, usable_uplift
 from serving.policy.lift import LiftModel
 from serving.policy.routing import REASONS, ROUTES, RoutingPolicy, with_holdout_shares
 from serving.settings import ServingSettings
@@ -63,9 +65,16 @@ class Visitor:
 class RealTimeScorer:
     """Built once per loaded model; ``score_*`` are thread-safe."""
 
-    def __init__(self, loaded: LoadedModel, settings: ServingSettings) -> None:
+    def __init__(
+        self,
+        loaded: LoadedModel,
+        settings: ServingSettings,
+        uplift_loader: UpliftLoader | None = None,
+    ) -> None:
         self.loaded = loaded
         self.settings = settings
+        #: Loads the uplift models a run's lift fit ranks channels by (None: none are used).
+        self.uplift_loader = uplift_loader
         self.columns = model_columns(loaded.model)
         # The model's own feature configuration, and only what the model and routing read:
         # the rest would not change the answer.
@@ -73,7 +82,7 @@ class RealTimeScorer:
             loaded.feature_config, only={*loaded.model.feature_names, *ROUTING_FEATURES}
         )
         self._position = {name: i for i, name in enumerate(FEATURE_COLUMNS)}
-        self._lifts: dict[str, LiftModel] = {}
+        self._lifts: dict[str, tuple[LiftModel, dict[str, UpliftScorer]]] = {}
 
     def features_from_events(
         self, events: Sequence[Mapping[str, Any]], as_of: datetime
@@ -125,6 +134,7 @@ class RealTimeScorer:
         records (``VisitorScore`` JSON). ``explain=False`` leaves ``top_features`` null, for
         ``explain_records`` to fill in later from ``model_inputs``."""
         floor = run.ads_ev_floor if run is not None and run.ads_ev_floor is not None else -np.inf
+        lift, uplift_models = self._lift(run)
         scored = score_and_route(
             self.loaded.model,
             features,
@@ -133,8 +143,9 @@ class RealTimeScorer:
             ads_consent=np.array([v.contact.ads_consent for v in visitors], dtype=object),
             policy=self._policy(run),
             ads_ev_floor=floor,
-            lift=self._lift(run),
+            lift=lift,
             columns=self.columns,
+            predicted_uplift=predicted_uplift(uplift_models, features),
         )
         deciles = decile_of(scored.score, run.decile_cuts if run else ()).tolist()
         explained = (
@@ -177,13 +188,24 @@ class RealTimeScorer:
             return self.settings.routing
         return with_holdout_shares(self.settings.routing, shares)
 
-    def _lift(self, run: RunInfo | None) -> LiftModel | None:
-        """The measured lift the live run routed with, read once per fit."""
+    def _lift(self, run: RunInfo | None) -> tuple[LiftModel | None, dict[str, UpliftScorer]]:
+        """The measured lift the live run routed with and the uplift models it ranks channels
+        by, read once per fit (the run records only the rankings it could use)."""
         if run is None or run.lift is None:
-            return None
+            return None, {}
         fit_id = str(run.lift["fit_id"])
         if fit_id not in self._lifts:
-            self._lifts = {fit_id: LiftModel.from_dict(run.lift)}
+            lift = LiftModel.from_dict(run.lift)
+            models: dict[str, UpliftScorer] = {}
+            if self.uplift_loader is None:
+                lift = replace(lift, uplift={})
+            else:
+                computed = {*self.loaded.model.feature_names, *ROUTING_FEATURES}
+                used, models = usable_uplift(
+                    lift, self.uplift_loader, self.loaded.feature_config, computed
+                )
+                lift = used or lift
+            self._lifts = {fit_id: (lift, models)}
         return self._lifts[fit_id]
 
     def model_inputs(self, features: np.ndarray) -> np.ndarray:

@@ -6,6 +6,7 @@ not ready, with the reason; a failed reload keeps the model being served.
 
 from __future__ import annotations
 
+import functools
 import gc
 import hmac
 import logging
@@ -28,6 +29,7 @@ from serving.model.registry import (
     alias_version,
     load_registered_model,
 )
+from serving.model.uplift import load_uplift_model
 from serving.settings import ServingPaths, ServingSettings
 from serving.store.backends import open_store
 from serving.store.base import ScoreStore, StoredRecord, StoreUnavailable
@@ -179,7 +181,12 @@ class ServingState:
             predictor=self.settings.predictor,
             compile_timeout_seconds=self.settings.compile_timeout_seconds,
         )
-        return Served(loaded, RealTimeScorer(loaded, self.settings))
+        loader = functools.partial(
+            load_uplift_model,
+            tracking_uri=self.paths.tracking_uri,
+            cache_dir=self.paths.model_cache_dir,
+        )
+        return Served(loaded, RealTimeScorer(loaded, self.settings, loader))
 
     def reload(self) -> ReloadOutcome:
         """Load the model the URI names now; swap it in only when it loaded."""

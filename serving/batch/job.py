@@ -20,6 +20,7 @@ previous run's files, store and pointer as they were. Idempotent: a run is named
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import shutil
@@ -46,6 +47,8 @@ from serving.batch.outputs import (
 from serving.batch.scored import routed_frame, scored_frame
 from serving.batch.spark import score_on_spark
 from serving.model.registry import LoadedModel, load_registered_model
+from serving.model.scoring import ROUTING_FEATURES
+from serving.model.uplift import load_uplift_model, usable_uplift
 from serving.policy.lift import LiftModel
 from serving.settings import ServingPaths, ServingSettings
 from serving.store.backends import open_store
@@ -179,16 +182,24 @@ def _run(
         previous = ScoringSummary.from_json((run_dir / "summary.json").read_bytes())
         return replace(previous, skipped=True)
     config = loaded.feature_config
+    lift, uplift_models = usable_uplift(
+        lift,
+        functools.partial(
+            load_uplift_model, tracking_uri=paths.tracking_uri, cache_dir=paths.model_cache_dir
+        ),
+        config,
+        {*loaded.model.feature_names, *ROUTING_FEATURES},
+    )
     features = model_features(paths.lake_dir, as_of, loaded, engine=engine, spark=spark)
     contacts = read_contacts(paths.lake_dir)
     if isinstance(features, pl.LazyFrame):
         frame = collect(features)
         scored, cuts, floor, shares = scored_frame(
-            frame, contacts, loaded, settings, progress, lift
+            frame, contacts, loaded, settings, progress, lift, uplift_models
         )
     else:  # Spark: score and explain on the executors, route the run here
         explain = settings.top_features if settings.batch_contributions else 0
-        narrow = score_on_spark(features, loaded.model, explain)
+        narrow = score_on_spark(features, loaded.model, explain, uplift_models)
         progress(narrow.height)
         scored, cuts, floor, shares = routed_frame(narrow, contacts, settings, lift)
     scored = scored.with_columns(

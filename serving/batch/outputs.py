@@ -122,7 +122,14 @@ def run_summary(
         deciles=deciles,
         files={k: str(run_dir / Path(v).name) for k, v in files.items()},
         ads_spend=routes.get(ROUTES[ADS], 0) * settings.routing.ads.unit_cost,
-        extra={"holdout_mde": holdout_mde(scored)},
+        extra={
+            "holdout_mde": holdout_mde(scored),
+            # Channels valued by band of an uplift model's prediction, and the model.
+            "uplift_models": {
+                channel: ranked["uplift_model"]
+                for channel, ranked in ((run.lift or {}).get("uplift") or {}).items()
+            },
+        },
     )
 
 

@@ -25,11 +25,12 @@ from serving.model.scoring import (
     score_features,
 )
 from serving.model.spec import top_contributions
+from serving.model.uplift import UPLIFT_COLUMN, predicted_uplift, uplift_of_frame
 from serving.policy.lift import LiftModel
 from serving.settings import ServingSettings
 
 if TYPE_CHECKING:
-    pass
+    from contract.uplift import UpliftScorer
 
 Progress = Callable[[int], None]
 
@@ -78,14 +79,21 @@ def scored_frame(
     settings: ServingSettings,
     progress: Progress,
     lift: LiftModel | None = None,
+    uplift_models: dict[str, UpliftScorer] | None = None,
 ) -> tuple[pl.DataFrame, np.ndarray, float | None, dict[str, float]]:
+    """Score every visitor of ``features`` (and predict the uplift of the channels in
+    ``uplift_models``), then route the run (``routed_frame``)."""
     matrix = np.ascontiguousarray(
         features.select(pl.col(c).cast(pl.Float64) for c in FEATURE_COLUMNS).to_numpy(),
         dtype=np.float64,
     )
     score = _score_chunks(loaded, matrix, settings.batch_chunk_rows, progress)
     scored = features.select("visitor_id", *ROUTING_FEATURES).with_columns(
-        pl.Series("score", score)
+        pl.Series("score", score),
+        *(
+            pl.Series(UPLIFT_COLUMN.format(channel=channel), values)
+            for channel, values in (predicted_uplift(uplift_models or {}, matrix) or {}).items()
+        ),
     )
     if settings.batch_contributions and settings.top_features:
         scored = scored.with_columns(
@@ -101,8 +109,8 @@ def routed_frame(
     lift: LiftModel | None = None,
 ) -> tuple[pl.DataFrame, np.ndarray, float | None, dict[str, float]]:
     """Route a whole run: ``scored`` holds ``visitor_id``, ``score``, ``ROUTING_FEATURES`` and
-    optionally ``top_features``; the output frame, the decile cuts, the ads EV floor and the
-    holdout share per channel.
+    optionally ``top_features`` and the channels' uplift predictions (``UPLIFT_COLUMN``); the
+    output frame, the decile cuts, the ads EV floor and the holdout share per channel.
     ``lift``: the measured lift to value contacts with (None: the policy's assumed one)."""
     visitors = scored.join(contacts, on="visitor_id", how="left", maintain_order="left")
     visitors = visitors.with_columns(
@@ -121,6 +129,7 @@ def routed_frame(
         ads_consent=visitors.get_column("ads_consent").to_numpy(),
         policy=settings.routing,
         lift=lift,
+        predicted_uplift=uplift_of_frame(visitors),
     )
     cuts = decile_cuts(score)
     top = visitors.get_column("top_features") if "top_features" in visitors.columns else None

@@ -19,9 +19,12 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import polars as pl
 
+from contract.uplift import UpliftScorer
 from features.definitions import FEATURE_COLUMNS
 from serving.model.scoring import ROUTING_FEATURES, model_columns, model_inputs, score_features
 from serving.model.spec import SpecModel, top_contributions
+from serving.model.uplift import CHANNELS as UPLIFT_CHANNELS
+from serving.model.uplift import UPLIFT_COLUMN, predicted_uplift
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -34,12 +37,18 @@ _SCHEMA = ", ".join(
         *(f"{name} double" for name in ROUTING_FEATURES),
         "top_feature array<string>",
         "top_contribution array<double>",
+        *(f"{UPLIFT_COLUMN.format(channel=channel)} double" for channel in UPLIFT_CHANNELS),
     ]
 )
+#: What an executor needs of an uplift model: its spec and the two booster texts.
+UpliftParts = tuple[dict[str, Any], str, str]
 
 
 def _partition_scorer(
-    spec: dict[str, Any], booster_text: str | None, top_k: int
+    spec: dict[str, Any],
+    booster_text: str | None,
+    top_k: int,
+    uplift_parts: dict[str, UpliftParts] | None = None,
 ) -> Any:  # Callable[[Iterator[pd.DataFrame]], Iterator[pd.DataFrame]]
     """The function each executor runs over its partitions (it captures only plain data)."""
 
@@ -47,6 +56,7 @@ def _partition_scorer(
         import pandas as pd
 
         model = SpecModel.from_parts(spec, booster_text, predictor="booster")
+        uplift_models = {c: UpliftScorer(*parts) for c, parts in (uplift_parts or {}).items()}
         columns = model_columns(model)
         names = np.asarray(model.feature_names, dtype=object)
         for chunk in chunks:
@@ -60,6 +70,9 @@ def _partition_scorer(
                     **{name: chunk[name].astype("float64").to_numpy() for name in ROUTING_FEATURES},
                 }
             )
+            predicted = predicted_uplift(uplift_models, matrix) or {}
+            for channel in UPLIFT_CHANNELS:
+                out[UPLIFT_COLUMN.format(channel=channel)] = predicted.get(channel)
             if top_k and len(matrix):
                 order, values = top_contributions(model, model_inputs(matrix, columns), top_k)
                 out["top_feature"] = list(names[order])
@@ -72,12 +85,25 @@ def _partition_scorer(
     return score_partitions
 
 
-def score_on_spark(features: SparkDataFrame, model: SpecModel, top_k: int) -> pl.DataFrame:
+def score_on_spark(
+    features: SparkDataFrame,
+    model: SpecModel,
+    top_k: int,
+    uplift_models: dict[str, UpliftScorer] | None = None,
+) -> pl.DataFrame:
     """``visitor_id, score, days_since_last_purchase, avg_order_value, top_features`` (a list
-    of ``{feature, contribution}``, null when ``top_k`` is 0) of every visitor of
-    ``features``, sorted by visitor id (a run's decisions must not depend on partitioning)."""
+    of ``{feature, contribution}``, null when ``top_k`` is 0) and the uplift predictions of
+    the channels in ``uplift_models`` (``UPLIFT_COLUMN``, null for the others) of every
+    visitor of ``features``, sorted by visitor id (a run's decisions must not depend on
+    partitioning)."""
     spec, booster_text = model.parts()
-    scored = features.mapInPandas(_partition_scorer(spec, booster_text, top_k), schema=_SCHEMA)
+    parts = {
+        channel: (scorer.spec, scorer.treated_text, scorer.control_text)
+        for channel, scorer in (uplift_models or {}).items()
+    }
+    scored = features.mapInPandas(
+        _partition_scorer(spec, booster_text, top_k, parts), schema=_SCHEMA
+    )
     frame = pl.from_arrow(scored.toArrow())
     assert isinstance(frame, pl.DataFrame)
     # Pairs of the two arrays, kept aligned by exploding them together.

@@ -32,7 +32,7 @@ import hashlib
 import json
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import polars as pl
@@ -74,6 +74,12 @@ class LiftSettings(BaseModel):
         "channel's measured level (absolute, 0.001 = 0.1 pp)",
     )
     confidence: float = Field(0.95, gt=0, lt=1, description="level of the bands' intervals")
+    rank_by_uplift: bool = Field(
+        True,
+        description="where a per-visitor uplift model ranks a channel's newest run better than "
+        "the lift curve (Qini, trained on the older runs), rank the channel by it (the model "
+        "is registered in MLflow; each band's effect is still measured on the holdouts)",
+    )
     use: bool = Field(
         True,
         description="score with the latest fitted lift (propensity lift), when there is one; "
@@ -96,10 +102,30 @@ def fit_lift(
             assumed = getattr(policy, name).incremental_lift
             channels[name] = _channel_lift(part, assumed, settings)
     prior = {name: getattr(policy, name).incremental_lift for name in CHANNELS}
-    body = {"channels": {k: [b.__dict__ for b in v.bands] for k, v in channels.items()},
-            "runs": list(runs), "prior": prior}  # fmt: skip
+    return _identified(LiftModel("", channels, tuple(runs), settings.confidence, prior))
+
+
+def _identified(model: LiftModel) -> LiftModel:
+    """``model`` with its id: a hash of everything it decides with."""
+    body = model.to_dict()
+    body.pop("fit_id")
     fit_id = "lift" + hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()[:8]
-    return LiftModel(fit_id, channels, tuple(runs), settings.confidence, prior)
+    return replace(model, fit_id=fit_id)
+
+
+def lift_by_key(
+    units: pl.DataFrame, channel: str, key: str, policy: RoutingPolicy, settings: LiftSettings
+) -> ChannelLift:
+    """``channel``'s lift by band of the units' ``key`` column (an uplift model's
+    out-of-fold prediction) instead of their score; the prior is the same as by score."""
+    route = next(r for r, name in _CHANNEL_OF_ROUTE.items() if name == channel)
+    part = units.filter(pl.col("channel") == route)
+    return _channel_lift(part, getattr(policy, channel).incremental_lift, settings, key)
+
+
+def ranked_by_uplift(model: LiftModel, uplift: dict[str, ChannelLift]) -> LiftModel:
+    """``model`` with the channels ``uplift`` ranks by an uplift model (a new fit id)."""
+    return _identified(replace(model, uplift=uplift))
 
 
 def _edges(score: np.ndarray, control: int, settings: LiftSettings) -> np.ndarray:
@@ -111,8 +137,12 @@ def _edges(score: np.ndarray, control: int, settings: LiftSettings) -> np.ndarra
     return edges[edges > score.min()] if score.size else edges
 
 
-def _channel_lift(part: pl.DataFrame, assumed: float, settings: LiftSettings) -> ChannelLift:
+def _channel_lift(
+    part: pl.DataFrame, assumed: float, settings: LiftSettings, key: str = "score"
+) -> ChannelLift:
+    """Bands cut on ``key`` (the score, or an uplift prediction); the prior from the score."""
     score = part.get_column("score").to_numpy()
+    ranking = part.get_column(key).to_numpy().astype(np.float64)
     treated = part.get_column("treated").to_numpy().astype(bool)
     converted = part.get_column("converted").to_numpy().astype(np.float64)
     explored = (
@@ -134,9 +164,11 @@ def _channel_lift(part: pl.DataFrame, assumed: float, settings: LiftSettings) ->
     everyone = np.ones(part.height, dtype=bool)
     overall_prior = assumed * float(score.mean())
     level = _band(0.0, 1.0, overall_prior, strata(everyone), settings.channel_prior_sd, z).delta
-    edges = _edges(score, int((~treated).sum()), settings)
-    band = np.searchsorted(edges, score, side="right")
-    bounds = [0.0, *edges.tolist(), 1.0]
+    edges = _edges(ranking, int((~treated).sum()), settings)
+    band = np.searchsorted(edges, ranking, side="right")
+    # Score bands span [0, 1]; uplift predictions may be negative: the outer bands are open.
+    outer = (0.0, 1.0) if key == "score" else (-1.0, 1.0)
+    bounds = [outer[0], *edges.tolist(), outer[1]]
     bands = []
     for k in range(len(edges) + 1):
         inside = band == k

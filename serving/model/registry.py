@@ -238,3 +238,22 @@ def alias_version(model_uri: str, tracking_uri: str | None) -> str | None:
     except Exception:  # a registry hiccup is not an outage: the caller retries later
         log.warning("could not resolve %s", model_uri, exc_info=True)
         return None
+
+
+def download_version(
+    model_uri: str, *, tracking_uri: str | None, cache_dir: Path, marker: str
+) -> Path:
+    """The artifact folder of the registered version ``model_uri`` names, in the cache
+    (downloaded the first time: when no file named ``marker`` is there yet). For models
+    other than the champion, read by their own module (``serving.model.uplift``)."""
+    from mlflow import MlflowClient
+
+    matched = _matched(model_uri)
+    name = matched["name"]
+    client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
+    version = _version(client, name, matched["alias"], matched["version"])
+    target = cache_dir / "artifacts" / f"{name}-v{version.version}"
+    if not any(target.rglob(marker)):
+        source = client.get_model_version_download_uri(name, version.version)
+        _download(source, target, tracking_uri)
+    return target

@@ -70,6 +70,7 @@ def route_scored(
     policy: RoutingPolicy,
     ads_ev_floor: float | None = None,
     lift: LiftModel | None = None,
+    predicted_uplift: dict[str, npt.NDArray[np.float64]] | None = None,
 ) -> RoutedBatch:
     """The routing decisions of scored visitors, routing inputs read from their features."""
     return route_visitors(
@@ -82,6 +83,7 @@ def route_scored(
         policy=policy,
         ads_ev_floor=ads_ev_floor,
         lift=lift,
+        predicted_uplift=predicted_uplift,
     )
 
 
@@ -96,9 +98,12 @@ def route_visitors(
     policy: RoutingPolicy,
     ads_ev_floor: float | None = None,
     lift: LiftModel | None = None,
+    predicted_uplift: dict[str, npt.NDArray[np.float64]] | None = None,
 ) -> RoutedBatch:
     """The routing step of every path: scores, the ``ROUTING_FEATURES`` and contactability
-    in, decisions out (the batch job passes columns, ``route_scored`` a feature matrix)."""
+    in, decisions out (the batch job passes columns, ``route_scored`` a feature matrix);
+    ``predicted_uplift``: per channel the uplift model's prediction, where ``lift`` ranks the
+    channel by one (``serving.model.uplift``)."""
     inputs = RoutingInputs(
         visitor_id=visitor_id,
         score=score,
@@ -106,6 +111,7 @@ def route_visitors(
         ads_consent=ads_consent,
         days_since_last_purchase=days_since_last_purchase,
         order_value=order_value,
+        predicted_uplift=predicted_uplift,
     )
     return route_batch(inputs, policy, ads_ev_floor=ads_ev_floor, lift=lift)
 
@@ -141,6 +147,7 @@ def score_and_route(
     lift: LiftModel | None = None,
     columns: npt.NDArray[np.intp] | None = None,
     threads: int = 1,
+    predicted_uplift: dict[str, npt.NDArray[np.float64]] | None = None,
 ) -> ScoredBatch:
     """Calibrated probabilities and routing decisions for every row of ``features``."""
     score = score_features(model, features, columns, threads=threads)
@@ -153,6 +160,7 @@ def score_and_route(
         policy=policy,
         ads_ev_floor=ads_ev_floor,
         lift=lift,
+        predicted_uplift=predicted_uplift,
     )
     return ScoredBatch(score, routed)
 

@@ -6,6 +6,12 @@ lift of the channel's ``incremental_lift``). With a ``LiftModel`` fitted on the 
 past runs (``serving.campaign.lift``), ``Δp`` is the fitted effect of the visitor's score
 band, shrunk toward that assumption where the holdout was small. A channel the model does not
 cover keeps the assumption.
+
+Where a per-visitor uplift model ranked a channel's visitors better than the score did, on a
+run it had not seen (``propensity lift``), the fit also holds that channel's lift by band of
+the uplift model's prediction (``LiftModel.uplift``): a visitor whose prediction is known is
+valued with its band's measured effect. The model only ranks; the effect of each band is
+measured on the holdouts, as for score bands.
 """
 
 from __future__ import annotations
@@ -38,9 +44,13 @@ class BandLift:
 
 @dataclass(frozen=True)
 class ChannelLift:
-    """A channel's lift by score band, bands ascending and adjacent."""
+    """A channel's lift by score band, bands ascending and adjacent; by band of an uplift
+    model's prediction instead when ``uplift_model`` is set."""
 
     bands: tuple[BandLift, ...]
+    #: The registered uplift model (``models:/NAME/VERSION``) whose prediction the bands are
+    #: cut on; None: the score.
+    uplift_model: str | None = None
 
     def at(self, score: npt.ArrayLike) -> FloatArray:
         """``Δp`` for each score: its band's (the outer bands extend to 0 and 1)."""
@@ -65,38 +75,67 @@ class LiftModel:
     runs: tuple[str, ...] = ()
     confidence: float = 0.95
     prior: dict[str, float] = field(default_factory=dict)
+    #: Per channel where an uplift model out-ranked the score: the lift by its prediction.
+    uplift: dict[str, ChannelLift] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
     @classmethod
     def from_dict(cls, raw: dict[str, Any]) -> LiftModel:
+        def channels(part: dict[str, Any]) -> dict[str, ChannelLift]:
+            return {
+                name: ChannelLift(
+                    tuple(BandLift(**band) for band in lift["bands"]), lift.get("uplift_model")
+                )
+                for name, lift in part.items()
+            }
+
         return cls(
             fit_id=str(raw["fit_id"]),
-            channels={
-                name: ChannelLift(tuple(BandLift(**band) for band in lift["bands"]))
-                for name, lift in raw["channels"].items()
-            },
+            channels=channels(raw["channels"]),
             runs=tuple(raw.get("runs", ())),
             confidence=float(raw.get("confidence", 0.95)),
             prior=dict(raw.get("prior", {})),
+            uplift=channels(raw.get("uplift", {})),
         )
+
+    def uplift_models(self) -> dict[str, str]:
+        """Channel -> the uplift model its visitors are ranked by."""
+        return {
+            name: lift.uplift_model
+            for name, lift in self.uplift.items()
+            if lift.uplift_model is not None
+        }
 
 
 def incremental_probability(
-    score: npt.ArrayLike, channel: str, assumed_lift: float, lift: LiftModel | None
+    score: npt.ArrayLike,
+    channel: str,
+    assumed_lift: float,
+    lift: LiftModel | None,
+    predicted: npt.ArrayLike | None = None,
 ) -> FloatArray:
-    """``Δp`` of contacting each visitor through ``channel`` (see the module docstring)."""
+    """``Δp`` of contacting each visitor through ``channel`` (see the module docstring);
+    ``predicted``: each visitor's uplift prediction, where the fit ranks the channel by one."""
+    if lift is not None and predicted is not None and channel in lift.uplift:
+        return lift.uplift[channel].at(predicted)
     if lift is not None and channel in lift.channels:
         return lift.channels[channel].at(score)
     return np.asarray(score, dtype=np.float64) * assumed_lift
 
 
 def plausible_probability(
-    score: npt.ArrayLike, channel: str, assumed_lift: float, lift: LiftModel | None
+    score: npt.ArrayLike,
+    channel: str,
+    assumed_lift: float,
+    lift: LiftModel | None,
+    predicted: npt.ArrayLike | None = None,
 ) -> FloatArray:
     """The largest ``Δp`` the evidence leaves plausible for each visitor: the upper end of
     the measured band interval; the assumption itself where nothing is measured."""
+    if lift is not None and predicted is not None and channel in lift.uplift:
+        return lift.uplift[channel].upper(predicted)
     if lift is not None and channel in lift.channels:
         return lift.channels[channel].upper(score)
     return np.asarray(score, dtype=np.float64) * assumed_lift

@@ -202,6 +202,9 @@ class RoutingInputs:
     #: Per channel (``email``, ``ads``), each visitor's own ``Δp`` where it is known (an
     #: uplift model's estimate, or the simulator's truth); it replaces the lift curve there.
     uplift: dict[str, FloatArray] | None = None
+    #: Per channel, each visitor's prediction by the uplift model the lift fit ranks the
+    #: channel by (``LiftModel.uplift``); the channel is valued by score band without it.
+    predicted_uplift: dict[str, FloatArray] | None = None
 
 
 @dataclass(frozen=True)
@@ -249,9 +252,14 @@ def expected_values(
     measured lift's interval instead of its estimate (how much a contact may still be worth)."""
     value = np.where(np.isnan(inputs.order_value), policy.default_order_value, inputs.order_value)
     own = inputs.uplift or {}
+    ranked = inputs.predicted_uplift or {}
     effect = plausible_probability if plausible else incremental_probability
     values = [
-        (own[name] if name in own else effect(inputs.score, name, channel.incremental_lift, lift))
+        (
+            own[name]
+            if name in own
+            else effect(inputs.score, name, channel.incremental_lift, lift, ranked.get(name))
+        )
         * value
         * policy.margin
         - channel.unit_cost

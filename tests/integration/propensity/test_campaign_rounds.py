@@ -5,6 +5,7 @@ then a second round on the grown lake."""
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -142,3 +143,25 @@ def test_two_campaign_rounds_measure_what_the_shop_did(tmp_path: Path) -> None:
     assert retrained["steps"]["lift"] == "ok"
     assert retrained["lift"]["newest_run"] == first["run_id"]
     assert retrained["lift"]["promoted"] == (retrained["lift"]["fit_id"] is not None)
+
+    # Where an uplift model out-ranks the lift curve (forced here: on two small rounds either
+    # may win), `propensity lift` registers it and ranks the channel by it; the next run
+    # loads it through MLflow and records the ranking it used.
+    from propensity import uplift_check
+
+    judge = uplift_check._judge
+
+    def uplift_wins(*args: Any, **kwargs: Any) -> Any:
+        check, model = judge(*args, **kwargs)
+        won = replace(check, qini_uplift=1.0, qini_lift=0.0) if model is not None else check
+        return won, model
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(uplift_check, "_judge", uplift_wins)
+        ranked = _run(data, "lift", "--until", second["window_end"])
+    email_model = ranked["uplift"]["email"]["uplift_model"]
+    assert email_model.startswith("models:/propensity-uplift-email/")
+    assert ranked["uplift"]["email"]["bands"] and ranked["fit_id"] != lift["fit_id"]
+    third = _run(data, "score")
+    assert third["run_id"].endswith(ranked["fit_id"])
+    assert third["extra"]["uplift_models"] == {"email": email_model}

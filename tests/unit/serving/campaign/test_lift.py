@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import timedelta
 
 import numpy as np
@@ -11,8 +12,14 @@ import pytest
 from features.simulation import SimulationConfig, simulate
 from features.simulation.generator import world
 from features.simulation.response import campaign_outcome
-from serving.campaign.lift import LiftSettings, fit_lift, gate_lift
-from serving.policy.lift import LiftModel
+from serving.campaign.lift import (
+    LiftSettings,
+    fit_lift,
+    gate_lift,
+    lift_by_key,
+    ranked_by_uplift,
+)
+from serving.policy.lift import LiftModel, incremental_probability
 from serving.policy.routing import RoutingPolicy
 
 POLICY = RoutingPolicy()
@@ -166,3 +173,40 @@ def test_the_lift_gate_keeps_a_live_fit_the_refit_cannot_beat() -> None:
     gate = gate_lift(units, live, POLICY, LiftSettings())
     assert not gate.promoted and "does not predict r1" in gate.reason
     assert gate_lift(units.clear(), live, POLICY, LiftSettings()).reason.startswith("no run")
+
+
+def test_a_channel_ranked_by_an_uplift_prediction_measures_its_bands_on_the_holdout() -> None:
+    """The effect grows with a key the score does not see: by score band the lift is flat,
+    by band of the key it finds the gradient; the ranked fit reads back and has its own id."""
+    rng = np.random.default_rng(40)
+    n = 200_000
+    units = _units(n, 0.0, seed=4)
+    key = rng.uniform(-0.02, 0.04, n)
+    treated = units.get_column("treated").to_numpy()
+    converted = rng.random(n) < units.get_column("score").to_numpy() + np.where(
+        treated, np.clip(key, 0, None), 0.0
+    )
+    units = units.with_columns(
+        pl.Series("converted", converted.astype(int)), pl.Series("uplift", key)
+    )
+    settings = LiftSettings(bands=4)
+    by_score = fit_lift(units, POLICY, settings)
+    by_key = lift_by_key(units, "email", "uplift", POLICY, settings)
+    score_deltas = [band.delta for band in by_score.channels["email"].bands]
+    key_deltas = [band.delta for band in by_key.bands]
+    assert max(score_deltas) - min(score_deltas) < 0.006
+    assert key_deltas == sorted(key_deltas) and key_deltas[-1] - key_deltas[0] > 0.02
+    assert by_key.bands[0].lo < 0  # predictions below zero have a band
+    assert by_key.bands[0].prior == pytest.approx(by_score.channels["email"].bands[0].prior)
+    ranked = ranked_by_uplift(by_score, {"email": replace(by_key, uplift_model="models:/u/1")})
+    assert ranked.fit_id != by_score.fit_id
+    assert LiftModel.from_dict(ranked.to_dict()) == ranked
+    assert ranked.uplift_models() == {"email": "models:/u/1"}
+    high = np.array([0.039])
+    assert incremental_probability([0.05], "email", 0.05, ranked, high)[0] == pytest.approx(
+        key_deltas[-1]
+    )
+    # Without a prediction the visitor is valued by score band.
+    assert incremental_probability([0.05], "email", 0.05, ranked)[0] == pytest.approx(
+        by_score.channels["email"].at([0.05])[0]
+    )
