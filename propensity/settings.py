@@ -100,6 +100,16 @@ class RetrainSettings(BaseModel):
     )
 
 
+class ContactsSettings(BaseModel):
+    """How the contacts store keeps personal identifiers (``PROPENSITY_CONTACTS__...``)."""
+
+    store_raw_identifiers: bool = Field(
+        True,
+        description="keep normalised emails, phones and names; false keeps SHA-256 only "
+        "(then exports that need a raw email, Klaviyo and Mailchimp, refuse)",
+    )
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="PROPENSITY_",
@@ -125,6 +135,7 @@ class Settings(BaseSettings):
     lift: LiftSettings = LiftSettings()
     monitoring: MonitoringSettings = MonitoringSettings()
     retrain: RetrainSettings = RetrainSettings()
+    contacts: ContactsSettings = ContactsSettings()
 
     @property
     def lake_dir(self) -> Path:
