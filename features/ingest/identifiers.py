@@ -50,6 +50,13 @@ HASHED_SCHEMA: dict[str, pl.DataType] = {
     "user_id": pl.String(),
     "madid": pl.String(),
 }
+# The hashed store's columns that each identifier field becomes.
+HASHED_FROM: dict[str, tuple[str, ...]] = {
+    "email": ("email_sha256",),
+    "phone": ("phone_sha256", "phone_digits_sha256"),
+    "first_name": ("first_name_sha256", "fn_sha256"),
+    "last_name": ("last_name_sha256", "ln_sha256"),
+}
 _EMAIL = r"^[^@\s]+@[^@\s]+\.[^@\s]+$"
 _E164 = r"^\+[1-9][0-9]{6,14}$"
 _OWNER_ONLY_FILE = 0o600
@@ -187,14 +194,28 @@ def update_identifiers(
     lake_dir: Path, records: pl.DataFrame, *, store_raw_identifiers: bool
 ) -> int:
     """Merge the identifiers of a contacts file (last row per visitor wins) into the store.
+    A field the file has no column for keeps its stored value; an empty field clears it.
     Returns the number of visitors written; a file without identifier columns writes none."""
-    if not any(f in records.columns for f in IDENTIFIER_FIELDS):
+    absent = [f for f in IDENTIFIER_FIELDS if f not in records.columns]
+    if len(absent) == len(IDENTIFIER_FIELDS):
         return 0
     raw = (
         normalise_identifiers(records)
         .filter(pl.col("visitor_id").is_not_null() & (pl.col("visitor_id") != ""))
         .unique("visitor_id", keep="last", maintain_order=True)
     )
-    updates = stored_form(raw, store_raw_identifiers=store_raw_identifiers)
-    write_identifiers(lake_dir, merge_identifiers(read_identifiers(lake_dir), updates))
+    current = read_identifiers(lake_dir)
+    hashed = not store_raw_identifiers or is_hashed(current)
+    updates = stored_form(raw, store_raw_identifiers=not hashed)
+    if hashed and not is_hashed(current):
+        current = hash_identifiers(current)
+    kept = [c for f in absent for c in (HASHED_FROM.get(f, (f,)) if hashed else (f,))]
+    if kept:
+        known = current.select("visitor_id", *kept)
+        updates = (
+            updates.drop(kept)
+            .join(known, on="visitor_id", how="left", maintain_order="left")
+            .select(current.columns)
+        )
+    write_identifiers(lake_dir, merge_identifiers(current, updates))
     return raw.height

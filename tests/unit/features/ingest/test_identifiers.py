@@ -93,3 +93,17 @@ def test_hashing_is_the_sha256_of_the_normalised_value() -> None:
     hashed = hash_identifiers(raw)
     assert hashed.item(0, "email_sha256") == _sha("a@b.co")
     assert hashed.item(0, "phone_sha256") is None
+
+
+def test_a_file_without_a_column_keeps_the_stored_value(tmp_path: Path) -> None:
+    lake = _ingest(tmp_path, raw=False)
+    update = tmp_path / "update.csv"
+    update.write_text(
+        "visitor_id,email_status,ads_consent,updated_at,email\n"
+        "v1,subscribed,granted,2024-02-01T00:00:00Z,new@example.org\n"
+    )
+    ingest_contacts_file(update, lake_dir=lake, quarantine_dir=tmp_path / "q", ingest_id="i2")
+    v1 = read_identifiers(lake).filter(pl.col("visitor_id") == "v1").row(0, named=True)
+    assert v1["email_sha256"] == _sha("new@example.org")
+    assert v1["phone_sha256"] == _sha("+16505551234")  # no phone column: kept
+    assert v1["country"] == "US"
