@@ -15,6 +15,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from features.definitions import FeatureConfig
 from features.sharding import DEFAULT_EVENTS_PER_SHARD
+from serving.activation.settings import ActivationSettings
 from serving.campaign.lift import LiftSettings
 from serving.campaign.statistics import MeasurementSettings
 from serving.monitoring.drift import MonitoringSettings
@@ -136,6 +137,7 @@ class Settings(BaseSettings):
     monitoring: MonitoringSettings = MonitoringSettings()
     retrain: RetrainSettings = RetrainSettings()
     contacts: ContactsSettings = ContactsSettings()
+    activation: ActivationSettings = ActivationSettings()
 
     @property
     def lake_dir(self) -> Path:
