@@ -1,6 +1,6 @@
 """Audience export speed: N visitors to Google Ads Customer Match (consent re-check, identifier
-join, vectorised SHA-256, CSV), against a per-row ``hashlib`` loop that only hashes the same four columns, measured in
-the same run.
+join, vectorised SHA-256, CSV), against a per-row ``hashlib`` loop that only hashes the same
+four columns, measured in the same run.
 
 ``python -m benchmarks.export [--quick]``. Last line: ``RESULT visitors=… export_s=…
 ratio_vs_hashlib_loop=…``.
