@@ -327,6 +327,36 @@ def score(
 
 
 @app.command()
+def export(
+    to: Annotated[
+        str, typer.Option("--to", help="customer-match, meta, ga4, klaviyo, mailchimp or csv")
+    ],
+    out_dir: Annotated[Path, typer.Option("--out", help="folder for the upload files")],
+    run: Annotated[str, typer.Option(help="run id, or latest")] = "latest",
+    route: Annotated[
+        str, typer.Option(help="email_remarketing or ad_retargeting")
+    ] = "ad_retargeting",
+    as_json: JsonOption = False,
+) -> None:
+    """Write a run's audience in a destination's upload format, consent re-checked now."""
+    from propensity.activation_jobs import export_audience
+    from propensity.activation_views import export_table
+    from serving.activation.export import ExportRefused
+
+    settings = _settings()
+    try:
+        summary = export_audience(
+            settings, to, run=None if run == "latest" else run, route=route, out_dir=out_dir
+        )
+    except (FileNotFoundError, ValueError, ExportRefused) as problem:
+        raise _fail(str(problem)) from None
+    if as_json:
+        _emit_json(summary.to_dict())
+    else:
+        out.print(export_table(summary))
+
+
+@app.command()
 def measure(
     run: Annotated[
         str | None, typer.Option(help="scoring run id to measure [default: the latest run]")

@@ -149,6 +149,7 @@ def ingest(
             lake_dir=settings.lake_dir,
             quarantine_dir=settings.quarantine_dir,
             ingest_id=ingest_id,
+            store_raw_identifiers=settings.contacts.store_raw_identifiers,
         )
     source = resolve_source(fmt, mapping)
     limits = ValidationLimits(

@@ -15,6 +15,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from features.definitions import FeatureConfig
 from features.sharding import DEFAULT_EVENTS_PER_SHARD
+from serving.activation.settings import ActivationSettings
 from serving.campaign.lift import LiftSettings
 from serving.campaign.statistics import MeasurementSettings
 from serving.monitoring.drift import MonitoringSettings
@@ -100,6 +101,16 @@ class RetrainSettings(BaseModel):
     )
 
 
+class ContactsSettings(BaseModel):
+    """How the contacts store keeps personal identifiers (``PROPENSITY_CONTACTS__...``)."""
+
+    store_raw_identifiers: bool = Field(
+        True,
+        description="keep normalised emails, phones and names; false keeps SHA-256 only "
+        "(then exports that need a raw email, Klaviyo and Mailchimp, refuse)",
+    )
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="PROPENSITY_",
@@ -125,6 +136,8 @@ class Settings(BaseSettings):
     lift: LiftSettings = LiftSettings()
     monitoring: MonitoringSettings = MonitoringSettings()
     retrain: RetrainSettings = RetrainSettings()
+    contacts: ContactsSettings = ContactsSettings()
+    activation: ActivationSettings = ActivationSettings()
 
     @property
     def lake_dir(self) -> Path:

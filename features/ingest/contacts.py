@@ -13,6 +13,7 @@ import polars as pl
 
 from features.events.schema import ADS_CONSENTS, CONTACT_COLUMNS, CONTACT_SCHEMA, EMAIL_STATUSES
 from features.ingest.batch import LINE_COLUMN, QUARANTINE_SCHEMA, IngestError
+from features.ingest.identifiers import update_identifiers
 from features.ingest.mapping import TimeSpec
 from features.ingest.pipeline import IngestReport, QuarantineWriter
 from features.ingest.validate import parse_event_time
@@ -116,11 +117,24 @@ def read_contact_records(path: Path) -> pl.DataFrame:
 
 
 def ingest_contacts_file(
-    path: Path, *, lake_dir: Path, quarantine_dir: Path, ingest_id: str
+    path: Path,
+    *,
+    lake_dir: Path,
+    quarantine_dir: Path,
+    ingest_id: str,
+    store_raw_identifiers: bool = True,
 ) -> IngestReport:
-    """Merge a contacts file into the lake's contacts table; same accounting as events."""
+    """Merge a contacts file into the lake's contacts table; same accounting as events.
+    Identifier columns (email, phone, ...) go to the identifiers store of accepted rows only,
+    never to the contacts table or the quarantine."""
     records = read_contact_records(path)
     validated = validate_contacts(records)
+    quarantined_lines = validated.quarantined.get_column("line")
+    update_identifiers(
+        lake_dir,
+        records.filter(~pl.col(LINE_COLUMN).is_in(quarantined_lines.implode())),
+        store_raw_identifiers=store_raw_identifiers,
+    )
     current = read_contacts(lake_dir)
     unchanged = validated.accepted.join(current, on=list(CONTACT_COLUMNS), how="semi")
     quarantine = QuarantineWriter(quarantine_dir, ingest_id, path)

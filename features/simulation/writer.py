@@ -13,6 +13,7 @@ import polars as pl
 
 from features.simulation.config import SimulationConfig
 from features.simulation.generator import SimulatedData
+from features.simulation.identifiers import synthetic_identifiers
 
 #: The simulation's settings beside ``truth.parquet``: the prior of the ideal observer.
 CONFIG_FILE = "simulation.json"
@@ -33,6 +34,12 @@ def _write(frame: pl.DataFrame, path: Path, fmt: SimulationFormat) -> Path:
     else:
         frame.write_parquet(path)
     return path
+
+
+def _with_identifiers(contacts: pl.DataFrame) -> pl.DataFrame:
+    """The contacts file as a shop would export it: consent plus synthetic identifiers."""
+    identifiers = synthetic_identifiers(contacts.get_column("visitor_id"))
+    return contacts.join(identifiers, on="visitor_id", how="left", maintain_order="left")
 
 
 def write_simulation(
@@ -60,7 +67,7 @@ def write_simulation(
         events = events.filter(pl.col("event_time") < reveal_until)
     files = {
         "events": _write(events, out_dir / f"events.{fmt}", fmt),
-        "contacts": _write(data.contacts, out_dir / f"contacts.{fmt}", fmt),
+        "contacts": _write(_with_identifiers(data.contacts), out_dir / f"contacts.{fmt}", fmt),
         # Truth keeps its native types (booleans, datetimes) only in Parquet.
         "truth": _write(data.truth, out_dir / "truth.parquet", "parquet"),
     }

@@ -13,6 +13,7 @@ from fastapi.testclient import TestClient
 
 import serving.api.state
 from features.ingest.contacts import ingest_contacts_file
+from features.ingest.identifiers import IDENTIFIERS_FILE, read_identifiers
 from features.ingest.mapping import builtin_mapping
 from features.ingest.pipeline import ingest_file
 from features.ingest.validate import ValidationLimits
@@ -103,7 +104,8 @@ def test_every_key_is_compared_in_constant_time(
 def test_emails_in_a_contacts_file_reach_no_log_lake_or_quarantine(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    """The contact schema carries consent, not addresses: an ``email`` column is ignored."""
+    """Addresses go to the identifiers store only (accepted rows): never to the contacts
+    table, the quarantine, the lake or a log."""
     caplog.set_level(logging.DEBUG)
     contacts = tmp_path / "contacts.csv"
     contacts.write_text(
@@ -116,12 +118,14 @@ def test_emails_in_a_contacts_file_reach_no_log_lake_or_quarantine(
         contacts, lake_dir=tmp_path / "lake", quarantine_dir=tmp_path / "q", ingest_id="c"
     )
     assert report.accepted == 1 and report.quarantined_total == 2
-    written = [p for p in tmp_path.rglob("*") if p.is_file() and p != contacts]
+    store = tmp_path / "lake" / IDENTIFIERS_FILE
+    written = [p for p in tmp_path.rglob("*") if p.is_file() and p not in (contacts, store)]
     assert written, "nothing was written?"
     for path in written:
         content = path.read_bytes()
         for email in EMAILS:
             assert email.encode() not in content, (path, email)
+    assert read_identifiers(tmp_path / "lake").get_column("email").to_list() == [EMAILS[0]]
     assert (
         "email" not in pl.read_parquet(tmp_path / "lake" / "contacts" / "contacts.parquet").columns
     )

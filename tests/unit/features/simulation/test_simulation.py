@@ -16,6 +16,7 @@ from features.events.schema import (
     EVENT_NAMES,
     EVENT_SCHEMA,
 )
+from features.ingest.identifiers import normalise_identifiers
 from features.simulation import (
     SimulatedData,
     SimulationConfig,
@@ -249,5 +250,21 @@ def test_writer_round_trips_csv_and_parquet(tmp_path: Path) -> None:
     assert parsed.equals(small.events.get_column("event_time"), check_names=False)
     parquet_paths = write_simulation(small, tmp_path / "parquet", "parquet")
     assert pl.read_parquet(parquet_paths["events"]).equals(small.events)
-    assert pl.read_parquet(parquet_paths["contacts"]).equals(small.contacts)
+    written_contacts = pl.read_parquet(parquet_paths["contacts"])
+    assert written_contacts.select(small.contacts.columns).equals(small.contacts)
     assert pl.read_parquet(parquet_paths["truth"]).equals(small.truth)
+
+
+def test_simulated_contacts_carry_only_synthetic_identifiers(tmp_path: Path) -> None:
+    """Reserved example domains and fiction's phone ranges, usable once normalised."""
+    small = simulate(SimulationConfig(visitors=500, seed=1))
+    contacts = pl.read_csv(write_simulation(small, tmp_path, "csv")["contacts"])
+    stored = normalise_identifiers(contacts)
+    assert stored.height == small.contacts.height
+    domains = stored.get_column("email").str.extract(r"@(.+)$").unique().to_list()
+    assert set(domains) == {"example.com", "example.org", "example.net"}
+    phones = stored.get_column("phone").drop_nulls()
+    assert 0.8 * stored.height < phones.len() < stored.height
+    fictional = r"^(\+447700900\d{3}|\+442079460\d{3}|\+121255501\d{2})$"
+    assert phones.str.contains(fictional).all()
+    assert stored.get_column("country").is_in(["GB", "US"]).all()
