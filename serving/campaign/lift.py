@@ -14,12 +14,6 @@ group can fill (``min_control_per_band``). The fit is hierarchical, in two steps
    the assumption; with a large one, its own measurement. (Not toward the assumption's
    shape, ``∝ score``: Hillstrom's effect does not grow with propensity, and scaling a noisy
    level by the score amplifies its noise most in the top band.)
-3. **Monotone across bands**: the band effects are made monotone in the score (weighted
-   isotonic regression, each band weighted by its posterior precision, the direction taken
-   from the data). A contact's effect that rises with intent rises in every band instead of
-   zig-zagging with the noise of small holdouts, a flat one (Hillstrom) pools toward its
-   level, and the channel's weighted level is kept. Each band's interval moves with its
-   effect; ``observed`` stays the band's own measurement.
 
 In each band and overall, the measured effect is the difference of the treated and control
 purchase rates, with the variance of a difference of two proportions (each rate add-one
@@ -180,31 +174,8 @@ def _channel_lift(
         inside = band == k
         # A band may differ from the channel's level by about the level itself.
         spread = max(abs(level), settings.prior_sd_floor)
-        band_lift = _band(bounds[k], bounds[k + 1], level, strata(inside), spread, z)
-        centre = float(ranking[inside].mean()) if inside.any() else None
-        bands.append(replace(band_lift, centre=centre))
-    return ChannelLift(_monotone(bands, z))
-
-
-def _monotone(bands: list[BandLift], z: float) -> tuple[BandLift, ...]:
-    """``bands`` with effects monotone in their order (see the module docstring, step 3)."""
-    if len(bands) < 2:
-        return tuple(bands)
-    from sklearn.isotonic import IsotonicRegression
-
-    deltas = np.array([band.delta for band in bands])
-    precision = np.array([(2 * z / max(band.high - band.low, 1e-12)) ** 2 for band in bands])
-    order = np.arange(len(bands), dtype=np.float64)
-    # The direction is the sign of the precision-weighted slope of the effects over the bands.
-    rising = bool(np.polyfit(order, deltas, 1, w=np.sqrt(precision))[0] >= 0)
-    fitted = IsotonicRegression(increasing=rising).fit_transform(
-        order, deltas, sample_weight=precision
-    )
-    return tuple(
-        replace(band, delta=float(new), low=band.low + shift, high=band.high + shift)
-        for band, new in zip(bands, fitted, strict=True)
-        for shift in (float(new) - band.delta,)
-    )
+        bands.append(_band(bounds[k], bounds[k + 1], level, strata(inside), spread, z))
+    return ChannelLift(tuple(bands))
 
 
 Arm = tuple[float, int]

@@ -3,9 +3,9 @@ values contacts with. Pure: scores in, absolute incremental probabilities out.
 
 Without a measurement, the policy's assumption: ``Δp = incremental_lift × score`` (a relative
 lift of the channel's ``incremental_lift``). With a ``LiftModel`` fitted on the holdouts of
-past runs (``serving.campaign.lift``), ``Δp`` is the fitted effect by score band (monotone in
-the score, shrunk toward the assumption where the holdout was small), interpolated between
-the bands' centres. A channel the model does not cover keeps the assumption.
+past runs (``serving.campaign.lift``), ``Δp`` is the fitted effect of the visitor's score
+band, shrunk toward that assumption where the holdout was small. A channel the model does not
+cover keeps the assumption.
 
 Where a per-visitor uplift model ranked a channel's visitors better than the score did, on a
 run it had not seen (``propensity lift``), the fit also holds that channel's lift by band of
@@ -40,9 +40,6 @@ class BandLift:
     control: int
     observed: float | None
     prior: float
-    #: The mean score (or uplift prediction) of the band's visitors: ``Δp`` is interpolated
-    #: between band centres. None (fits before centres were kept): constant in the band.
-    centre: float | None = None
 
 
 @dataclass(frozen=True)
@@ -56,24 +53,17 @@ class ChannelLift:
     uplift_model: str | None = None
 
     def at(self, score: npt.ArrayLike) -> FloatArray:
-        """``Δp`` for each score: interpolated between the band centres (constant beyond the
-        outer ones), or its band's where the fit has no centres."""
+        """``Δp`` for each score: its band's (the outer bands extend to 0 and 1)."""
         return self._of_band(score, [band.delta for band in self.bands])
 
     def upper(self, score: npt.ArrayLike) -> FloatArray:
-        """The upper end of the band interval at each score: how large ``Δp`` may still be."""
+        """The upper end of each score's band interval: how large ``Δp`` may still be."""
         return self._of_band(score, [band.high for band in self.bands])
 
     def _of_band(self, score: npt.ArrayLike, values: list[float]) -> FloatArray:
-        at = np.asarray(score, dtype=np.float64)
-        chosen = np.array(values, dtype=np.float64)
-        centres = [band.centre for band in self.bands]
-        if len(centres) > 1 and None not in centres:
-            # Within a band the visitors still differ: a visitor near the next band's centre
-            # is valued near that band's effect, so the order within a band follows the score.
-            return np.interp(at, np.array(centres, dtype=np.float64), chosen)
         edges = np.array([band.lo for band in self.bands[1:]], dtype=np.float64)
-        return chosen[np.searchsorted(edges, at, side="right")]
+        chosen = np.array(values, dtype=np.float64)
+        return chosen[np.searchsorted(edges, np.asarray(score, dtype=np.float64), side="right")]
 
 
 @dataclass(frozen=True)

@@ -210,28 +210,3 @@ def test_a_channel_ranked_by_an_uplift_prediction_measures_its_bands_on_the_hold
     assert incremental_probability([0.05], "email", 0.05, ranked)[0] == pytest.approx(
         by_score.channels["email"].at([0.05])[0]
     )
-
-
-@pytest.mark.parametrize("rising", [True, False])
-def test_band_effects_are_monotone_in_the_score(rising: bool) -> None:
-    """A small holdout's bands zig-zag with noise around an effect that rises (or falls)
-    with the score; the fit follows the trend, in the data's direction."""
-    rng = np.random.default_rng(7)
-    n = 6_000
-    score = rng.uniform(0, 0.1, n)
-    effect = 0.4 * score if rising else 0.04 - 0.4 * score
-    treated = rng.random(n) < 0.5
-    converted = rng.random(n) < score + np.where(treated, effect, 0.0)
-    units = pl.DataFrame(
-        {"channel": "email_remarketing", "treated": treated, "score": score,
-         "converted": converted.astype(int)}
-    )  # fmt: skip
-    bands = fit_lift(units, POLICY, LiftSettings(bands=5, min_control_per_band=50))
-    lift = bands.channels["email"].bands
-    deltas = np.array([band.delta for band in lift])
-    steps = np.diff(deltas)
-    assert (steps >= -1e-12).all() if rising else (steps <= 1e-12).all()
-    assert deltas[-1] != deltas[0]
-    for band in lift:
-        assert band.low <= band.delta <= band.high
-        assert band.centre is not None and band.lo <= band.centre < band.hi

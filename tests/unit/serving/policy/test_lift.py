@@ -101,18 +101,3 @@ def test_each_visitor_gets_its_bands_effect() -> None:
     np.testing.assert_allclose(
         bands.at([0.0, 0.05, 0.1, 0.7, 1.0]), [0.01, 0.01, 0.002, 0.002, 0.002]
     )
-
-
-def test_the_effect_is_interpolated_between_band_centres() -> None:
-    bands = ChannelLift(
-        (
-            BandLift(0.0, 0.1, 0.01, 0.0, 0.02, 5, 5, 0.01, 0.0, centre=0.05),
-            BandLift(0.1, 1.0, 0.002, 0.0, 0.004, 5, 5, 0.002, 0.0, centre=0.25),
-        )
-    )
-    # Constant beyond the outer centres, linear between them: within a band the order of
-    # the visitors follows the score.
-    np.testing.assert_allclose(
-        bands.at([0.0, 0.05, 0.15, 0.25, 1.0]), [0.01, 0.01, 0.006, 0.002, 0.002]
-    )
-    np.testing.assert_allclose(bands.upper([0.15]), [0.012])
