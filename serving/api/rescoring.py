@@ -95,7 +95,13 @@ def rescore_posted(
     # Only each visitor's last request of the batch is stored: its state holds the events
     # of the others, whose records it replaces at once.
     last = {p.visitor_id: i for i, p in enumerate(posted)}
-    kept = [i for i, p in enumerate(posted) if last[p.visitor_id] == i]
+    # A record scored as of a moment before events the store holds (a caller's early
+    # ``as_of``) is answered, never stored: the stored record must not forget them.
+    kept = [
+        i
+        for i, p in enumerate(posted)
+        if last[p.visitor_id] == i and not histories[i].holds_events_from(p.as_of)
+    ]
     stored = store.put_records(
         [RecordWrite(posted[i].visitor_id, records[i], states[i].version, pending[i]) for i in kept]
     )
