@@ -196,7 +196,7 @@ def prepare(workdir: Path, visitors: int, trees: int) -> dict[str, Any]:
     paths = ServingPaths.under(workdir / "data", f"sqlite:///{workdir / 'mlflow.db'}")
     simulated_lake(paths.lake_dir, visitors=visitors, days=40)
     register_model(paths.tracking_uri or "", workdir / "artifacts", trees)
-    settings = ServingSettings(api_keys=(API_KEY,))
+    settings = ServingSettings(api_keys=(API_KEY,), open_reads=True)  # lookups unkeyed, as before
     summary = score_visitors(settings, paths)
     scored = pl.read_parquet(summary.files["scores"]).get_column("visitor_id").to_list()
     return {

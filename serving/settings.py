@@ -59,7 +59,17 @@ class ServingSettings(BaseModel):
     api_keys: tuple[SecretStr, ...] = Field(
         (), description="keys accepted in the X-API-Key header; write routes need one"
     )
-    read_requires_key: bool = Field(False, description="close read routes to callers without a key")
+    read_keys: tuple[SecretStr, ...] = Field(
+        (), description="read-only keys: they open the read routes, never a write"
+    )
+    open_reads: bool = Field(
+        False,
+        description="answer read routes without a key although keys are configured (by "
+        "default, once any key is set, reads need one too)",
+    )
+    read_requires_key: bool = Field(
+        False, description="close read routes to callers without a key even with no keys set"
+    )
     opentelemetry: bool = Field(
         False,
         description="FastAPI's native OpenTelemetry (traces, metrics, logs to the global "

@@ -26,6 +26,7 @@ import contract.calibration
 import contract.scoring
 import contract.uplift
 import training.pyfunc
+from contract.integrity import digest_tags
 from contract.scoring import BOOSTER_FILE, SPEC_FILE, Scorer
 from contract.uplift import CONTROL_FILE, TREATED_FILE, UPLIFT_SPEC_FILE, UpliftScorer
 from training.pyfunc import (
@@ -112,7 +113,7 @@ def log_scoring_model(
         probability = scorer.probability(example[scorer.feature_columns].to_numpy(np.float64))
         signature = infer_signature(example, probability)
         with pickled_by_value():
-            return mlflow.pyfunc.log_model(
+            info = mlflow.pyfunc.log_model(
                 name="model",
                 python_model=PropensityModel(),
                 artifacts=artifacts,
@@ -121,6 +122,15 @@ def log_scoring_model(
                 registered_model_name=registered_model_name,
                 pip_requirements=_requirements(),
             )
+        if registered_model_name and info.registered_model_version is not None:
+            # Serving verifies its cached copy against these before loading it.
+            files = {Path(path).name: Path(path).read_bytes() for path in artifacts.values()}
+            client = MlflowClient()
+            for tag, digest in digest_tags(files).items():
+                client.set_model_version_tag(
+                    registered_model_name, str(info.registered_model_version), tag, digest
+                )
+        return info
 
 
 def log_uplift_model(

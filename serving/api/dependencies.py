@@ -1,16 +1,18 @@
 """FastAPI dependencies of the API: the process state, the model, the store, and API keys.
 
 Used as ``Annotated`` aliases by the routes. Keys are compared in constant time
-(``ServingState.key_is_valid``); write routes always need one, read routes when
-``read_requires_key`` is set.
+(``ServingState.key_is_valid``); write routes always need one, read routes once any key
+is configured (``ServingState.reads_need_key``: ``open_reads`` opens them, a read-only key
+from ``read_keys`` opens nothing else). OpenAPI declares the ``ApiKey`` security scheme.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Annotated
+from typing import Annotated, Any
 
-from fastapi import Depends, Header, Request
+from fastapi import Depends, Request, Security
+from fastapi.security import APIKeyHeader
 
 from serving.api.asgi import require_json
 from serving.api.problems import ProblemError
@@ -24,7 +26,11 @@ async def _state(request: Request) -> ServingState:
 
 
 StateDep = Annotated[ServingState, Depends(_state)]
-ApiKey = Annotated[str | None, Header(alias="X-API-Key", description="an API key")]
+#: The ``ApiKey`` security scheme of the OpenAPI document; the routes check the key.
+KEY_SCHEME = APIKeyHeader(
+    name="X-API-Key", scheme_name="ApiKey", description="an API key", auto_error=False
+)
+ApiKey = Annotated[str | None, Security(KEY_SCHEME)]
 
 
 def presented_key(headers: Iterable[tuple[bytes, bytes]]) -> str | None:
@@ -67,14 +73,14 @@ async def _store(state: StateDep) -> ScoreStore:
     return _opened(state)
 
 
-def _check_key(state: ServingState, key: str | None) -> None:
-    if not state.has_keys:
+def _check_key(state: ServingState, key: str | None, *, reading: bool = False) -> None:
+    if not (state.has_keys or (reading and state.has_read_keys)):
         raise ProblemError(
             401,
-            "Writes disabled",
+            "Reads disabled" if reading else "Writes disabled",
             "no API keys are configured on the server (PROPENSITY_SERVING__API_KEYS)",
         )
-    if not state.key_is_valid(key):
+    if not state.key_is_valid(key, reading=reading):
         raise ProblemError(
             401,
             "Unauthorized",
@@ -88,16 +94,16 @@ async def _write_access(state: StateDep, key: ApiKey = None) -> None:
 
 
 async def _read_access(state: StateDep, key: ApiKey = None) -> None:
-    if state.settings.read_requires_key:
-        _check_key(state, key)
+    if state.reads_need_key:
+        _check_key(state, key, reading=True)
 
 
 def readable_store(state: ServingState, presented_key: str | None) -> ScoreStore:
     """Read access, a loaded model and the store, checked inline by the lookup route:
     FastAPI's dependency resolution costs more than the lookup itself (profiled), so the hot
     path resolves none."""
-    if state.settings.read_requires_key:
-        _check_key(state, presented_key)
+    if state.reads_need_key:
+        _check_key(state, presented_key, reading=True)
     if state.served is None and not state.settings.lookups_without_model:
         # Not ready means not ready: a stored score may come from a model since withdrawn,
         # and a caller (or load balancer) should see one answer, not some routes working.
@@ -121,14 +127,5 @@ WriteAccess = Depends(_write_access)
 OneKey = Depends(_one_key)
 #: On routes with a JSON body: 415 for anything else.
 JsonBody = Depends(_json_body)
-KEY_PARAMETER = {
-    "parameters": [
-        {
-            "name": "X-API-Key",
-            "in": "header",
-            "required": False,
-            "schema": {"type": "string"},
-            "description": "needed when reads are closed by configuration",
-        }
-    ]
-}
+#: The lookup's OpenAPI security (FastAPI documents it, ``lookup_answer`` checks the key).
+KEY_PARAMETER: dict[str, Any] = {"security": [{"ApiKey": []}]}

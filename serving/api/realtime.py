@@ -48,6 +48,13 @@ class Contact:
         stored = orjson.loads(record)
         return cls(stored.get("email_status", "unknown"), stored.get("ads_consent", "unknown"))
 
+    def updated(self, given: Mapping[str, str | None] | None) -> Contact:
+        """This contactability with the fields ``given`` sets; a field omitted (or null)
+        stays as it is."""
+        if not given:
+            return self
+        return replace(self, **{k: v for k, v in given.items() if v is not None})
+
 
 @dataclass(frozen=True)
 class Visitor:

@@ -21,7 +21,7 @@ stores its own, newer record, and this one is dropped and counted as superseded.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -47,6 +47,8 @@ class PostedEvents:
     scored_at: datetime
     #: Given with the request; None: the visitor's stored contactability.
     contact: Contact | None = None
+    #: The fields of the stored contactability the request changes (the others stay).
+    contact_update: Mapping[str, str | None] | None = None
 
 
 def rescore_posted(
@@ -77,7 +79,9 @@ def rescore_posted(
     ]
     metrics.history_incomplete.inc(complete.count(False))
     pairs = zip(posted, states, strict=True)
-    contacts = [p.contact or Contact.from_record(s.record) for p, s in pairs]
+    contacts = [
+        p.contact or Contact.from_record(s.record).updated(p.contact_update) for p, s in pairs
+    ]
     visitors = [
         Visitor(p.visitor_id, p.as_of, p.scored_at, contact, whole)
         for p, contact, whole in zip(posted, contacts, complete, strict=True)
@@ -91,7 +95,13 @@ def rescore_posted(
     # Only each visitor's last request of the batch is stored: its state holds the events
     # of the others, whose records it replaces at once.
     last = {p.visitor_id: i for i, p in enumerate(posted)}
-    kept = [i for i, p in enumerate(posted) if last[p.visitor_id] == i]
+    # A record scored as of a moment before events the store holds (a caller's early
+    # ``as_of``) is answered, never stored: the stored record must not forget them.
+    kept = [
+        i
+        for i, p in enumerate(posted)
+        if last[p.visitor_id] == i and not histories[i].holds_events_from(p.as_of)
+    ]
     stored = store.put_records(
         [RecordWrite(posted[i].visitor_id, records[i], states[i].version, pending[i]) for i in kept]
     )

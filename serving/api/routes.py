@@ -49,6 +49,7 @@ from serving.api.rescoring import PostedEvents
 from serving.api.schemas import (
     MAX_VISITOR_ID_LENGTH,
     VISITOR_ID_PATTERN,
+    Contactability,
     EventsRequest,
     EventsResponse,
     FeatureWindow,
@@ -299,7 +300,7 @@ async def _post_events(state: ServingState, clock: Clock, body: EventsRequest) -
         rejected=rejected,
         as_of=_as_of(body.as_of, now, _latest(accepted)),
         scored_at=now,
-        contact=Contact(**body.contactability.model_dump()) if body.contactability else None,
+        contact_update=body.contactability.model_dump() if body.contactability else None,
     )
     # The re-score runs in the process's re-score thread, with every other request waiting
     # then (``serving.api.rescoring``); the event loop goes on meanwhile.
@@ -326,7 +327,8 @@ def _latest(accepted: list[dict[str, Any]]) -> datetime | None:
     return _EPOCH + timedelta(microseconds=max(e["event_time"] for e in accepted))
 
 
-def _contact(given: object, store: ScoreStore | None, visitor_id: str) -> Contact:
-    if given is not None:
-        return Contact(**given.model_dump())  # type: ignore[attr-defined]
-    return Contact.from_record(store.get_record(visitor_id) if store else None)
+def _contact(given: Contactability | None, store: ScoreStore | None, visitor_id: str) -> Contact:
+    update = None if given is None else given.model_dump()
+    if update is not None and None not in update.values():  # all given: no store read
+        return Contact(**update)
+    return Contact.from_record(store.get_record(visitor_id) if store else None).updated(update)

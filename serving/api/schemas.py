@@ -89,10 +89,13 @@ class VisitorScore(BaseModel):
 
 
 class Contactability(BaseModel):
+    """A consent update: a field omitted (or null) stays as stored ("unknown" for a visitor
+    the store does not hold)."""
+
     model_config = ConfigDict(extra="forbid")
 
-    email_status: EmailStatus = "unknown"
-    ads_consent: AdsConsent = "unknown"
+    email_status: EmailStatus | None = Field(None, description="omitted: as stored")
+    ads_consent: AdsConsent | None = Field(None, description="omitted: as stored")
 
 
 class EventIn(BaseModel):

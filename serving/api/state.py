@@ -84,6 +84,7 @@ class ServingState:
         self._reload_lock = threading.Lock()
         self._store_lock = threading.Lock()
         self._keys = [k.get_secret_value().encode() for k in settings.api_keys]
+        self._read_keys = [k.get_secret_value().encode() for k in settings.read_keys]
         # One thread applies every posted event of the process, in batches: a visitor's
         # append, re-score and store never interleave with another of its own in this
         # process, and threads do not fight over the GIL.
@@ -244,19 +245,30 @@ class ServingState:
         """The version the alias points at now (for the alias poll); None when unknown."""
         return alias_version(self.settings.model_uri, self.paths.tracking_uri)
 
-    def key_is_valid(self, presented: str | None) -> bool:
-        """Constant-time comparison against every configured key."""
+    def key_is_valid(self, presented: str | None, *, reading: bool = False) -> bool:
+        """Constant-time comparison against every configured key (and, ``reading``, every
+        read-only key)."""
         if presented is None:
             return False
         candidate = presented.encode()
         matched = False
-        for key in self._keys:
+        for key in [*self._keys, *self._read_keys] if reading else self._keys:
             matched |= hmac.compare_digest(candidate, key)
         return matched
 
     @property
+    def reads_need_key(self) -> bool:
+        """Once any key is configured reads need one, unless the operator opened them."""
+        configured = self.has_keys or self.has_read_keys
+        return self.settings.read_requires_key or (configured and not self.settings.open_reads)
+
+    @property
     def has_keys(self) -> bool:
         return bool(self._keys)
+
+    @property
+    def has_read_keys(self) -> bool:
+        return bool(self._read_keys)
 
     def close(self) -> None:
         self.rescorer.stop()

@@ -7,6 +7,11 @@ keeps what it allocated while compiling for the life of the process (about 100 M
 first model and a few MB for each one after, measured), which in a long-running API would
 grow with every promoted champion. Loading a cached object costs the API a few tens of MB
 once and nothing per version after.
+
+Mapping an object file runs its code in this process, so a damaged one (random bytes, a
+truncated or empty file) would abort or crash it. The compile therefore records the
+object's SHA-256 beside it (``<digest>.raw.o.sha256``) and every load checks it first: an
+object without a matching digest is compiled again, in the child, and never mapped.
 """
 
 from __future__ import annotations
@@ -18,6 +23,8 @@ import subprocess
 import sys
 from pathlib import Path
 from typing import Any
+
+from contract.integrity import file_sha256
 
 log = logging.getLogger(__name__)
 
@@ -34,17 +41,41 @@ def compiled_model(booster_text: str, cache_dir: Path, *, timeout_seconds: float
     digest = hashlib.sha256(booster_text.encode()).hexdigest()[:20]
     cache_dir.mkdir(parents=True, exist_ok=True)
     model_file = cache_dir / f"{digest}.txt"
-    if not model_file.exists():
+    if not _holds(model_file, booster_text):
         tmp = model_file.with_suffix(f".{os.getpid()}.tmp")
         tmp.write_text(booster_text)
         tmp.replace(model_file)
     library = cache_dir / f"{digest}.raw.o"
-    if not library.exists():
+    if not _verified(library):
+        if library.exists():
+            log.warning("cached compiled model %s fails its checksum: compiling again", library)
+            library.unlink(missing_ok=True)
         log.info("compiling the model with lleaves (once per model version): %s", library)
         _compile_in_child(model_file, library, timeout_seconds)
+        if not _verified(library):
+            raise CompileError(f"the compiled {library.name} does not match its checksum")
     loaded = lleaves.Model(model_file=str(model_file))
     loaded.compile(cache=str(library), raw_score=True)
     return loaded
+
+
+def _holds(path: Path, text: str) -> bool:
+    try:
+        return path.read_text() == text
+    except (OSError, UnicodeDecodeError):
+        return False
+
+
+def _checksum_file(library: Path) -> Path:
+    return library.with_name(f"{library.name}.sha256")
+
+
+def _verified(library: Path) -> bool:
+    """The object file exists and has the digest its compile recorded."""
+    try:
+        return file_sha256(library) == _checksum_file(library).read_text().strip()
+    except OSError:
+        return False
 
 
 def _compile_in_child(model_file: Path, library: Path, timeout_seconds: float) -> None:
@@ -67,6 +98,12 @@ def compile_to(model_file: Path, library: Path) -> None:
 
     tmp_library = library.with_name(f"{library.name}.{os.getpid()}.tmp")
     lleaves.Model(model_file=str(model_file)).compile(cache=str(tmp_library), raw_score=True)
+    checksum = _checksum_file(library)
+    tmp_checksum = checksum.with_name(f"{checksum.name}.{os.getpid()}.tmp")
+    tmp_checksum.write_text(file_sha256(tmp_library))
+    # The digest first: a kill between the two leaves an object that fails it, never one
+    # trusted without it.
+    tmp_checksum.replace(checksum)
     tmp_library.replace(library)
 
 

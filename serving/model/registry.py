@@ -16,9 +16,12 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from contract.integrity import logged_digests
 from contract.model import ContractError, ModelContract
 from contract.scoring import SPEC_FILE
 from features.definitions import FEATURE_COLUMNS, FeatureConfig
+from serving.model.cache import mismatch, write_manifest
+from serving.model.compiled import CompileError
 from serving.model.spec import COMPILE_TIMEOUT_SECONDS, SpecModel
 from serving.settings import PredictorKind
 
@@ -125,13 +128,33 @@ def _matched(model_uri: str) -> re.Match[str]:
 
 
 def _artifact(
-    client: Any, name: str, version: str, cache_dir: Path, tracking_uri: str | None
+    client: Any,
+    name: str,
+    version: Any,
+    cache_dir: Path,
+    tracking_uri: str | None,
+    *,
+    marker: str = SPEC_FILE,
+    refresh: bool = False,
 ) -> Path:
-    """The version's artifact folder in the cache, downloaded the first time."""
-    target = cache_dir / "artifacts" / f"{name}-v{version}"
-    if not any(target.rglob(SPEC_FILE)):
-        source = client.get_model_version_download_uri(name, version)
-        _download(source, target, tracking_uri)
+    """The version's artifact folder in the cache, verified (``serving.model.cache``) and
+    downloaded again when it is missing, altered or ``refresh`` is asked for."""
+    target = cache_dir / "artifacts" / f"{name}-v{version.version}"
+    logged = logged_digests(version.tags)
+    why = "refresh asked" if refresh else mismatch(target, marker, logged)
+    if why is None:
+        return target
+    if target.exists():
+        log.warning("cached artifact %s not used (%s): downloading it again", target, why)
+    source = client.get_model_version_download_uri(name, version.version)
+    _download(source, target, tracking_uri)
+    write_manifest(target)
+    why = mismatch(target, marker, logged)
+    if why is not None:
+        raise ModelUnavailable(
+            f"{name} version {version.version}: the registry's copy of its artifact is not "
+            f"usable ({why})"
+        )
     return target
 
 
@@ -146,12 +169,63 @@ def registered_contract(
     name = _matched(model_uri)["name"]
     client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
     found = _version(client, name, None, version)
-    target = _artifact(client, name, str(found.version), cache_dir, tracking_uri)
+    target = _artifact(client, name, found, cache_dir, tracking_uri)
     spec = json.loads(sorted(target.rglob(SPEC_FILE))[0].read_text())
     try:
         return ModelContract.from_spec(spec)
     except ContractError as problem:
         raise ModelUnavailable(f"{name} version {version}: {problem}") from problem
+
+
+def _load_verified(
+    client: Any,
+    name: str,
+    version: Any,
+    cache_dir: Path,
+    tracking_uri: str | None,
+    predictor: PredictorKind,
+    compile_timeout_seconds: float,
+) -> SpecModel:
+    """The version's model from its verified cached artifact; a copy that still fails to
+    read is fetched again once before the version counts as unavailable."""
+    # The causes below name the server's files: they go to the log, the message to callers.
+    for attempt in ("cached", "downloaded again"):
+        try:
+            target = _artifact(
+                client, name, version, cache_dir, tracking_uri, refresh=attempt != "cached"
+            )
+        except ModelUnavailable:
+            raise
+        except Exception as problem:
+            log.error(
+                "artifact of %s version %s not downloaded: %s", name, version.version, problem
+            )
+            raise ModelUnavailable(
+                f"{name} version {version.version}: its artifact could not be downloaded from "
+                f"the registry ({type(problem).__name__}; the detail is in the server's log)"
+            ) from problem
+        try:
+            return SpecModel.from_directory(
+                target,
+                predictor=predictor,
+                cache_dir=cache_dir / "compiled",
+                compile_timeout_seconds=compile_timeout_seconds,
+            )
+        except (ContractError, CompileError) as problem:  # says what is wrong, for people
+            raise ModelUnavailable(f"{name} version {version.version}: {problem}") from problem
+        except (OSError, ValueError, KeyError, TypeError) as problem:
+            log.error(
+                "artifact of %s version %s (%s) not loaded: %s",
+                name,
+                version.version,
+                attempt,
+                problem,
+            )
+            failure = problem
+    raise ModelUnavailable(
+        f"{name} version {version.version}: its artifact is incomplete or unreadable, also as "
+        f"downloaded again ({type(failure).__name__}; the detail is in the server's log)"
+    ) from failure
 
 
 def load_registered_model(
@@ -171,30 +245,9 @@ def load_registered_model(
     name, alias = matched["name"], matched["alias"]
     client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
     version = _version(client, name, alias, matched["version"])
-    # The causes below name the server's files: they go to the log, the message to callers.
-    try:
-        target = _artifact(client, name, str(version.version), cache_dir, tracking_uri)
-    except Exception as problem:
-        log.error("artifact of %s version %s not downloaded: %s", name, version.version, problem)
-        raise ModelUnavailable(
-            f"{name} version {version.version}: its artifact could not be downloaded from the "
-            f"registry ({type(problem).__name__}; the detail is in the server's log)"
-        ) from problem
-    try:
-        model = SpecModel.from_directory(
-            target,
-            predictor=predictor,
-            cache_dir=cache_dir / "compiled",
-            compile_timeout_seconds=compile_timeout_seconds,
-        )
-    except ContractError as problem:  # says what the model lacks, for people: no paths
-        raise ModelUnavailable(f"{name} version {version.version}: {problem}") from problem
-    except (FileNotFoundError, ValueError, KeyError) as problem:
-        log.error("artifact of %s version %s not loaded: %s", name, version.version, problem)
-        raise ModelUnavailable(
-            f"{name} version {version.version}: its artifact is incomplete or unreadable "
-            f"({type(problem).__name__}; the detail is in the server's log)"
-        ) from problem
+    model = _load_verified(
+        client, name, version, cache_dir, tracking_uri, predictor, compile_timeout_seconds
+    )
     unknown = [c for c in model.feature_names if c not in FEATURE_COLUMNS]
     if unknown:
         raise ModelUnavailable(
@@ -252,8 +305,4 @@ def download_version(
     name = matched["name"]
     client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
     version = _version(client, name, matched["alias"], matched["version"])
-    target = cache_dir / "artifacts" / f"{name}-v{version.version}"
-    if not any(target.rglob(marker)):
-        source = client.get_model_version_download_uri(name, version.version)
-        _download(source, target, tracking_uri)
-    return target
+    return _artifact(client, name, version, cache_dir, tracking_uri, marker=marker)

@@ -70,6 +70,12 @@ class StoredHistory:
     events: list[dict[str, Any]]
     truncated: bool
 
+    def holds_events_from(self, as_of: datetime) -> bool:
+        """Whether an event at or after ``as_of`` is stored: a record scored as of then
+        would not count it, so it must not replace the stored one."""
+        cut = to_micros(as_of)
+        return any(event["event_time"] >= cut for event in self.events)
+
     def complete(self, as_of: datetime, lookback: timedelta, stored_from: datetime | None) -> bool:
         """Whether it holds every event a model with ``lookback`` reads at ``as_of``: the
         run's histories reach back to ``stored_from`` (None: unknown, or no run), at or

@@ -56,7 +56,7 @@ CALLS: Counter[str] = Counter()
 def base_url(scored: tuple[World, str, list[str]]) -> Iterator[str]:
     shared, name, _ = scored
     port = free_port()
-    app = create_app(serving_settings(), shared.paths(name))
+    app = create_app(serving_settings(open_reads=False), shared.paths(name))
     server = uvicorn.Server(
         uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", access_log=False)
     )

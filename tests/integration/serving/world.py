@@ -37,7 +37,9 @@ class World:
 
 
 def settings(**changes: object) -> ServingSettings:
-    base = {"predictor": "booster", "api_keys": [API_KEY]}
+    # Reads opened explicitly, as an operator may: most tests read without a key
+    # (``test_read_keys.py`` holds the closed default).
+    base = {"predictor": "booster", "api_keys": [API_KEY], "open_reads": True}
     return ServingSettings.model_validate({**base, **changes})
 
 
