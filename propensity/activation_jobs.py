@@ -9,7 +9,7 @@ from features.ingest.contacts import read_contacts
 from features.ingest.identifiers import read_identifiers
 from propensity import jobs
 from propensity.settings import Settings
-from serving.activation.audience import audience_of_run
+from serving.activation.audience import CHANNEL_OF_ROUTE, audience_of_run
 from serving.activation.export import (
     DESTINATIONS,
     ExportSummary,
@@ -50,3 +50,33 @@ def export_audience(
         plan.summary.left_out,
     )
     return plan.summary
+
+
+def routes_of(destination: str) -> list[str]:
+    """The routes whose channel ``destination`` reaches (every route for the plain CSV)."""
+    channel = DESTINATIONS[destination].channel
+    return [route for route, c in CHANNEL_OF_ROUTE.items() if channel in (None, c)]
+
+
+def parse_destinations(spec: str) -> list[str]:
+    """``customer-match,ga4`` -> the destinations, each checked, in order, once."""
+    names = list(dict.fromkeys(part.strip() for part in spec.split(",") if part.strip()))
+    unknown = [name for name in names if name not in DESTINATIONS]
+    if not names or unknown:
+        raise ValueError(
+            f"--export takes a comma-separated list of {', '.join(DESTINATIONS)}, got {spec!r}"
+        )
+    return names
+
+
+def export_scoring_run(
+    settings: Settings, destinations: list[str], run_id: str
+) -> list[ExportSummary]:
+    """The exports of ``propensity score --export``: each destination on each route it
+    reaches, into ``outputs/exports/RUN_ID/DESTINATION_ROUTE``."""
+    base = settings.outputs_dir / "exports" / run_id
+    return [
+        export_audience(settings, name, run=run_id, route=route, out_dir=base / f"{name}_{route}")
+        for name in destinations
+        for route in routes_of(name)
+    ]
