@@ -17,17 +17,27 @@ from serving.activation.export import (
     write_export,
     write_summary,
 )
+from serving.activation.send import LEDGER_FILE, SendRefused, bodies_of, send_bodies
 from serving.campaign.runs import run_dir_of
 
 log = logging.getLogger(__name__)
 
 
 def export_audience(
-    settings: Settings, destination: str, *, run: str | None, route: str, out_dir: Path
+    settings: Settings,
+    destination: str,
+    *,
+    run: str | None,
+    route: str,
+    out_dir: Path,
+    send: bool = False,
 ) -> ExportSummary:
-    """Export run ``run`` (None: the latest) on ``route`` to ``destination`` in ``out_dir``."""
+    """Export run ``run`` (None: the latest) on ``route`` to ``destination`` in ``out_dir``;
+    with ``send`` (GA4 only), post the bodies too, once each (ledger beside the run)."""
     if destination not in DESTINATIONS:
         raise ValueError(f"--to must be one of {', '.join(DESTINATIONS)}, got {destination!r}")
+    if send and destination != "ga4":
+        raise ValueError(f"--send delivers GA4 Measurement Protocol bodies only, not {destination}")
     run_dir = run_dir_of(jobs.serving_paths(settings).scoring_dir, run)
     plan = plan_export(
         DESTINATIONS[destination],
@@ -40,6 +50,12 @@ def export_audience(
     )
     files = write_export(plan, out_dir, settings.activation)
     plan.summary.files = [str(p) for p in files]
+    if send:
+        try:
+            delivered = send_bodies(bodies_of(files[0]), run_dir / LEDGER_FILE, settings.activation)
+        except SendRefused as problem:
+            raise ValueError(str(problem)) from None
+        plan.summary.delivery = delivered.to_dict()
     write_summary(plan.summary, out_dir)
     # Counts only: identifiers never reach a log.
     log.info(

@@ -358,6 +358,9 @@ def export(
     route: Annotated[
         str, typer.Option(help="email_remarketing or ad_retargeting")
     ] = "ad_retargeting",
+    send: Annotated[
+        bool, typer.Option("--send", help="ga4: also post the bodies to the collection URL")
+    ] = False,
     as_json: JsonOption = False,
 ) -> None:
     """Write a run's audience in a destination's upload format, consent re-checked now."""
@@ -368,7 +371,12 @@ def export(
     settings = _settings()
     try:
         summary = export_audience(
-            settings, to, run=None if run == "latest" else run, route=route, out_dir=out_dir
+            settings,
+            to,
+            run=None if run == "latest" else run,
+            route=route,
+            out_dir=out_dir,
+            send=send,
         )
     except (FileNotFoundError, ValueError, ExportRefused) as problem:
         raise _fail(str(problem)) from None
