@@ -130,6 +130,15 @@ def _raw_forms(contacts_file: Path) -> set[str]:
     return {form for form in forms if len(form) >= 8}
 
 
+def _text_of(path: Path) -> str:
+    """The file as text; Parquet decoded first (its pages are compressed, so raw bytes
+    could hide a value)."""
+    text = path.read_bytes().decode("utf-8", errors="replace")
+    if path.suffix == ".parquet":
+        text += repr(pl.read_parquet(path).rows())
+    return text
+
+
 def test_no_raw_email_or_phone_outside_the_identifiers_store(run: Run) -> None:
     forms = _raw_forms(run.contacts_file)  # type: ignore[attr-defined]
     assert len(forms) > 100  # the simulation wrote identifiers
@@ -141,7 +150,7 @@ def test_no_raw_email_or_phone_outside_the_identifiers_store(run: Run) -> None:
         if not path.is_file() or path.resolve() == store:
             continue
         scanned += 1
-        text = path.read_bytes().decode("utf-8", errors="replace")
+        text = _text_of(path)
         leaks += [f"{path}: {m.group()}" for m in pattern.finditer(text)][:3]
     for said in run.seen:
         leaks += [f"output: {m.group()}" for m in pattern.finditer(said)][:3]
