@@ -18,5 +18,7 @@ def export_table(summary: ExportSummary) -> Table:
     for reason, count in summary.left_out.items():
         table.add_row(f"left out: {reason.replace('_', ' ')}", f"{count:,}")
     table.add_row("exported", f"{summary.exported:,}", style="bold")
+    for outcome, count in summary.delivery.items():
+        table.add_row(f"posted to GA4: {outcome.replace('_', ' ')}", f"{count:,}")
     table.caption = "files: " + ", ".join(summary.files)
     return table

@@ -301,15 +301,28 @@ def score(
     engine: Annotated[
         Literal["polars", "spark"], typer.Option(help="engine for the features")
     ] = "polars",
+    export_to: Annotated[
+        str | None,
+        typer.Option(
+            "--export", help="then export the run, e.g. customer-match,ga4 (see propensity export)"
+        ),
+    ] = None,
     as_json: JsonOption = False,
 ) -> None:
     """Score and route every visitor with the champion; write outputs and the score store."""
     from propensity import jobs
+    from propensity.activation_jobs import export_scoring_run, parse_destinations
+    from propensity.activation_views import export_table
+    from serving.activation.export import ExportRefused
     from serving.batch.job import score_visitors
     from serving.model.registry import ModelUnavailable
 
     settings = _settings()
     moment = as_of.replace(tzinfo=as_of.tzinfo or UTC) if as_of else None
+    try:  # a wrong destination fails before the scoring, not after it
+        destinations = parse_destinations(export_to) if export_to else []
+    except ValueError as problem:
+        raise _fail(str(problem)) from None
     try:
         with progress_bar(err, "scoring", disable=as_json) as advance:
             summary = score_visitors(
@@ -320,10 +333,19 @@ def score(
             )  # fmt: skip
     except (FileNotFoundError, ValueError, LookupError, ModelUnavailable) as problem:
         raise _fail(str(problem)) from None
+    try:
+        exports = export_scoring_run(settings, destinations, summary.run_id)
+    except (FileNotFoundError, ValueError, ExportRefused) as problem:
+        raise _fail(f"scored run {summary.run_id}, but its export failed: {problem}") from None
     if as_json:
-        _emit_json(summary.to_dict())
+        answer = summary.to_dict()
+        if destinations:
+            answer["exports"] = [e.to_dict() for e in exports]
+        _emit_json(answer)
     else:
         out.print(scoring_table(summary))
+        for exported in exports:
+            out.print(export_table(exported))
 
 
 @app.command()
@@ -336,6 +358,9 @@ def export(
     route: Annotated[
         str, typer.Option(help="email_remarketing or ad_retargeting")
     ] = "ad_retargeting",
+    send: Annotated[
+        bool, typer.Option("--send", help="ga4: also post the bodies to the collection URL")
+    ] = False,
     as_json: JsonOption = False,
 ) -> None:
     """Write a run's audience in a destination's upload format, consent re-checked now."""
@@ -346,7 +371,12 @@ def export(
     settings = _settings()
     try:
         summary = export_audience(
-            settings, to, run=None if run == "latest" else run, route=route, out_dir=out_dir
+            settings,
+            to,
+            run=None if run == "latest" else run,
+            route=route,
+            out_dir=out_dir,
+            send=send,
         )
     except (FileNotFoundError, ValueError, ExportRefused) as problem:
         raise _fail(str(problem)) from None

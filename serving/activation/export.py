@@ -85,6 +85,8 @@ class ExportSummary:
     exported: int
     left_out: dict[str, int]
     files: list[str] = field(default_factory=list)
+    #: ``--send`` only: sent, already_sent, refused, gave_up
+    delivery: dict[str, int] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, object]:
         return asdict(self)

@@ -23,3 +23,7 @@ class ActivationSettings(BaseModel):
     ga4_api_secret: SecretStr | None = Field(None, description="Measurement Protocol secret")
     send_attempts: int = Field(5, ge=1, description="tries per request before giving up")
     send_timeout_seconds: float = Field(10.0, gt=0, description="per request")
+    send_backoff_seconds: float = Field(
+        0.5, ge=0, description="first wait before a retry; doubles on each retry"
+    )
+    send_backoff_max_seconds: float = Field(30.0, ge=0, description="longest wait between tries")
