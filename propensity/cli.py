@@ -9,14 +9,17 @@ from __future__ import annotations
 import json
 import logging
 import sys
+from contextvars import ContextVar
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 import polars as pl
 import typer
 from rich.console import Console
 from rich.markup import escape
+from typer.core import TyperGroup
+from typer.exceptions import TyperException
 
 from propensity.logs import configure_logging
 from propensity.settings import Settings
@@ -32,7 +35,42 @@ from propensity.views import (
     uplift_table,
 )
 
+#: Whether this invocation asked for ``--json``: set once by ``JsonErrorsGroup.main``.
+_JSON_ERRORS: ContextVar[bool] = ContextVar("json_errors", default=False)
+
+
+class JsonErrorsGroup(TyperGroup):
+    """The command group, with errors as one JSON object on stdout when ``--json`` is given.
+
+    Errors the commands raise go through ``_fail``; this catches the rest once, for every
+    command: usage errors (a bad option) and unexpected exceptions, so a script reading
+    ``--json`` output never has to parse text."""
+
+    def main(self, *args: Any, **kwargs: Any) -> Any:
+        argv = list(kwargs.get("args") or (args[0] if args else None) or sys.argv[1:])
+        if "--json" not in argv or kwargs.get("standalone_mode") is False:
+            return super().main(*args, **kwargs)
+        kwargs["standalone_mode"] = False
+        token = _JSON_ERRORS.set(True)
+        try:
+            code = super().main(*args, **kwargs)
+        except TyperException as problem:  # usage errors: a bad option, a missing argument
+            _emit_error(problem.format_message(), "see --help for the options")
+            sys.exit(problem.exit_code)
+        except typer.Abort:
+            _emit_error("aborted", None)
+            sys.exit(1)
+        except Exception as problem:
+            log.exception("unexpected error")  # the traceback goes to stderr, the JSON to stdout
+            _emit_error(f"{type(problem).__name__}: {problem}", "rerun without --json for details")
+            sys.exit(1)
+        finally:
+            _JSON_ERRORS.reset(token)
+        sys.exit(code if isinstance(code, int) else 0)
+
+
 app = typer.Typer(
+    cls=JsonErrorsGroup,
     name="propensity",
     help="Purchase propensity scoring: ingest events, build features, train, score, route.",
     no_args_is_help=True,
@@ -52,8 +90,25 @@ def _settings() -> Settings:
     return settings
 
 
-def _fail(message: str) -> typer.Exit:
-    err.print(f"[bold red]error:[/] {escape(message)}", soft_wrap=True, highlight=False)
+def _json_requested() -> bool:
+    return _JSON_ERRORS.get()
+
+
+def _emit_error(message: str, hint: str | None, **detail: object) -> None:
+    _emit_json({"error": message, "hint": hint, **detail})
+
+
+def _fail(problem: str | BaseException, hint: str | None = None, **detail: object) -> typer.Exit:
+    """The one way a command reports an error: ``{"error", "hint"}`` on stdout under ``--json``,
+    else a red line (and the hint) on stderr. An exception may carry its own ``hint``."""
+    message = str(problem)
+    hint = hint or getattr(problem, "hint", None)
+    if _json_requested():
+        _emit_error(message, hint, **detail)
+    else:
+        err.print(f"[bold red]error:[/] {escape(message)}", soft_wrap=True, highlight=False)
+        if hint:
+            err.print(f"hint: {escape(hint)}", soft_wrap=True, highlight=False)
     return typer.Exit(code=1)
 
 
@@ -637,11 +692,12 @@ def retrain(
         with err.status("retraining: ingest, snapshots, train, compare, promote"):
             summary = run_retrain(settings, sources, datetime.now(UTC))
     except RetrainFailed as failure:
-        if as_json:
-            _emit_json(failure.summary.to_dict())
         champion = failure.summary.champion_before
         kept = f"v{champion}" if champion else "none"
-        raise _fail(f"{failure}; champion {kept} unchanged") from None
+        # Under --json the run's summary travels inside the one error object.
+        raise _fail(
+            f"{failure}; champion {kept} unchanged", summary=failure.summary.to_dict()
+        ) from None
     except RuntimeError as problem:
         raise _fail(str(problem)) from None
     if as_json:
