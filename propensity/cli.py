@@ -107,7 +107,7 @@ def _fail(problem: str | BaseException, hint: str | None = None, **detail: objec
         _emit_error(message, hint, **detail)
     else:
         err.print(f"[bold red]error:[/] {escape(message)}", soft_wrap=True, highlight=False)
-        if hint:
+        if hint and hint not in message:  # some messages already end in their hint
             err.print(f"hint: {escape(hint)}", soft_wrap=True, highlight=False)
     return typer.Exit(code=1)
 
@@ -160,7 +160,7 @@ def ingest(
             else:
                 many = jobs.ingest_many(settings, files, fmt, mapping, on_progress=advance)
     except (IngestError, MappingError, ValueError, OSError) as problem:
-        raise _fail(str(problem)) from None
+        raise _fail(problem) from None
     if single:
         if as_json:
             _emit_json(report.to_dict())
@@ -279,7 +279,7 @@ def features(
                 )
                 write_features(frame, target)
         except (FileNotFoundError, ValueError) as problem:
-            raise _fail(str(problem)) from None
+            raise _fail(problem) from None
     rows = pl.scan_parquet(target if target.is_file() else target / "*.parquet").select(pl.len())
     summary = {"as_of": moment.isoformat(), "engine": engine, "visitors": rows.collect().item(),
                "output": str(target)}  # fmt: skip
@@ -315,7 +315,7 @@ def train(
             else:
                 result = jobs.train(settings, truth=truth)
         except (FileNotFoundError, ValueError) as problem:
-            raise _fail(str(problem)) from None
+            raise _fail(problem) from None
     if as_json:
         _emit_json(result.to_dict())
     else:
@@ -377,7 +377,7 @@ def score(
     try:  # a wrong destination fails before the scoring, not after it
         destinations = parse_destinations(export_to) if export_to else []
     except ValueError as problem:
-        raise _fail(str(problem)) from None
+        raise _fail(problem) from None
     try:
         with progress_bar(err, "scoring", disable=as_json) as advance:
             summary = score_visitors(
@@ -387,7 +387,7 @@ def score(
                 lift=jobs.scoring_lift(settings),
             )  # fmt: skip
     except (FileNotFoundError, ValueError, LookupError, ModelUnavailable) as problem:
-        raise _fail(str(problem)) from None
+        raise _fail(problem) from None
     try:
         exports = export_scoring_run(settings, destinations, summary.run_id)
     except (FileNotFoundError, ValueError, ExportRefused) as problem:
@@ -434,7 +434,7 @@ def export(
             send=send,
         )
     except (FileNotFoundError, ValueError, ExportRefused) as problem:
-        raise _fail(str(problem)) from None
+        raise _fail(problem) from None
     if as_json:
         _emit_json(summary.to_dict())
     else:
@@ -525,7 +525,7 @@ def measure(
         ModelUnavailable,
         pl.exceptions.ColumnNotFoundError,
     ) as problem:
-        raise _fail(str(problem)) from None
+        raise _fail(problem) from None
     if summary:
         segments = [s for s in segments if s.by in ("all", "route_group")]
         payload["segments"] = [s.to_dict() for s in segments]
@@ -593,7 +593,7 @@ def lift(
                 complete = until.replace(tzinfo=until.tzinfo or UTC) if until else None
                 model = lift_fitting.fitted_lift(settings, complete)
     except (FileNotFoundError, ValueError, ModelUnavailable) as problem:
-        raise _fail(str(problem)) from None
+        raise _fail(problem) from None
     if as_json:
         _emit_json(model.to_dict())
         return
@@ -619,7 +619,7 @@ def uplift(
             complete = until.replace(tzinfo=until.tzinfo or UTC) if until else None
             checks = check_uplift(settings, complete)
     except (FileNotFoundError, ValueError, ModelUnavailable) as problem:
-        raise _fail(str(problem)) from None
+        raise _fail(problem) from None
     if as_json:
         _emit_json({"channels": [check.to_dict() for check in checks]})
         return
@@ -653,7 +653,7 @@ def respond(
         with err.status("campaign round: contacts, responses, the window's events"):
             summary = run_round(settings, folder, run_id=run, horizon=window)
     except (FileNotFoundError, ValueError, ModelUnavailable) as problem:
-        raise _fail(str(problem)) from None
+        raise _fail(problem) from None
     if as_json:
         _emit_json(summary.to_dict())
         return
@@ -699,7 +699,7 @@ def retrain(
             f"{failure}; champion {kept} unchanged", summary=failure.summary.to_dict()
         ) from None
     except RuntimeError as problem:
-        raise _fail(str(problem)) from None
+        raise _fail(problem) from None
     if as_json:
         _emit_json(summary.to_dict())
         return
@@ -733,7 +733,7 @@ def monitor(
         with err.status("monitoring: features of the scored population, drift, outcomes"):
             result = run_monitor(settings, run_id=run)
     except (FileNotFoundError, ValueError, LookupError, ModelUnavailable) as problem:
-        raise _fail(str(problem)) from None
+        raise _fail(problem) from None
     if as_json:
         _emit_json(result.to_dict())
     else:
