@@ -78,7 +78,8 @@ class LakeTooShort(ValueError):
 def lake_too_short(first: datetime, last: datetime, wanted: Windows) -> LakeTooShort:
     """The error for a lake too short for ``wanted``, with the settings that fit as its hint."""
     fits = fitting_windows(first, last, wanted)
-    return LakeTooShort(too_short_message(first, last, wanted), fits and fits.as_command())
+    hint = fits.as_command() if fits is not None else None
+    return LakeTooShort(too_short_message(first, last, wanted), hint)
 
 
 def too_short_message(first: datetime, last: datetime, wanted: Windows) -> str:
