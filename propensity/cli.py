@@ -145,12 +145,14 @@ def ingest(
     from features.ingest.batch import IngestError
     from features.ingest.incremental import is_pattern
     from features.ingest.mapping import MappingError
+    from features.ingest.vendor_files import where_to_get
     from propensity import jobs
 
     settings = _settings()
     single = len(files) == 1 and not is_pattern(files[0]) and not Path(files[0]).is_dir()
     if single and not Path(files[0]).is_file():
-        raise _fail(f"{files[0]}: no such file")
+        hint = where_to_get(files[0], fmt, settings.shared_data)
+        raise _fail(f"{files[0]}: no such file", hint)
     try:
         with progress_bar(
             err, f"ingesting {Path(files[0]).name}", disable=as_json or fmt == "contacts"
