@@ -16,13 +16,14 @@ from typing import Annotated, Any, Literal
 
 import polars as pl
 import typer
+from pydantic import ValidationError
 from rich.console import Console
 from rich.markup import escape
 from typer.core import TyperGroup
 from typer.exceptions import TyperException
 
 from propensity.logs import configure_logging
-from propensity.settings import Settings
+from propensity.settings import Settings, describe_settings_error
 from propensity.views import (
     files_table,
     ingest_table,
@@ -85,7 +86,10 @@ JsonOption = Annotated[bool, typer.Option("--json", help="print one JSON object 
 
 
 def _settings() -> Settings:
-    settings = Settings()
+    try:
+        settings = Settings()
+    except ValidationError as invalid:
+        raise _fail(describe_settings_error(invalid)) from None
     configure_logging(settings.log_level)
     return settings
 
