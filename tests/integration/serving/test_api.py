@@ -509,3 +509,25 @@ def test_without_hot_routes_every_request_runs_the_middleware(
         for answer in (lookup, posted):
             assert answer.status_code == 200, answer.text
             assert answer.headers["access-control-allow-origin"] == "https://shop.example"
+
+
+def test_an_email_in_an_identifier_is_rejected_naming_the_field(
+    client: TestClient, scored: tuple[World, list[str]]
+) -> None:
+    """Issue 24 item 11: an email in ``visitor_id`` or ``user_id`` never reaches the store."""
+    address = "jane.doe@example.com"
+    body = {"visitor_id": address, "events": [event()]}
+    answer = client.post("/v1/events", json=body, headers=KEY)
+    assert answer.status_code == 422, answer.text
+    [error] = answer.json()["errors"]
+    assert (error["reason"], error["detail"]) == ("pii_in_identifier", "visitor_id=j***@***.com")
+    assert address not in answer.text
+    scoring = client.post("/v1/score", json=body, headers=KEY)
+    assert scoring.status_code == 422 and address not in scoring.text
+
+    visitor = scored[1][4]
+    body = {"visitor_id": visitor, "events": [event(), event(user_id=address)]}
+    mixed = client.post("/v1/events", json=body, headers=KEY)
+    assert mixed.status_code == 200, mixed.text
+    rejected = [(r["index"], r["reason"], r["detail"]) for r in mixed.json()["rejected"]]
+    assert rejected == [(1, "pii_in_identifier", "user_id=j***@***.com")]
