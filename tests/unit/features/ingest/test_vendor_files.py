@@ -44,9 +44,14 @@ def test_ingest_of_a_missing_vendor_file_says_where_it_comes_from(
     tmp_path: Path, as_json: bool
 ) -> None:
     args = ["ingest", str(tmp_path / "UserBehavior.csv.gz"), "--format", "taobao"]
-    env = {"PROPENSITY_DATA_DIR": str(tmp_path / "data"), "PROPENSITY_LOG_LEVEL": "WARNING"}
+    env = {
+        "PROPENSITY_DATA_DIR": str(tmp_path / "data"),
+        "PROPENSITY_LOG_LEVEL": "WARNING",
+        "PROPENSITY_SHARED_DATA": "/shared-copy",  # whatever the caller's environment holds
+    }
     result = CliRunner().invoke(app, args + ["--json"] * as_json, env=env)
     assert result.exit_code == 1
     # Under --json the hint field; else stderr, where rich may wrap a long line.
     hint = json.loads(result.stdout)["hint"] if as_json else " ".join(result.stderr.split())
-    assert "https://tianchi.aliyun.com/dataset/649" in hint and "../shared/data" in hint
+    assert "https://tianchi.aliyun.com/dataset/649" in hint
+    assert "/shared-copy/taobao_userbehavior/" in hint
