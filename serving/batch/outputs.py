@@ -161,3 +161,13 @@ def point_latest(scoring_dir: Path, summary: ScoringSummary) -> None:
     tmp = scoring_dir / f".latest.{os.getpid()}.tmp"
     tmp.write_bytes(orjson.dumps(summary.to_dict(), option=orjson.OPT_INDENT_2))
     tmp.replace(scoring_dir / "latest.json")
+
+
+def published_run_id(scoring_dir: Path) -> str | None:
+    """The run ``latest.json`` points at; None when no run was published (or it is unreadable)."""
+    try:
+        pointer = orjson.loads((scoring_dir / "latest.json").read_bytes())
+    except (OSError, orjson.JSONDecodeError):
+        return None
+    run_id = pointer.get("run_id") if isinstance(pointer, dict) else None
+    return str(run_id) if run_id else "unknown"
