@@ -39,8 +39,8 @@ test: lint docs
 	$(BIN)/python -m pytest -n 2 --dist loadgroup; status=$$?; \
 	if [ $$status -eq 5 ]; then echo "pytest collected no tests" >&2; exit 1; fi; exit $$status
 
-# Known vulnerabilities in the installed dependencies (pip-audit; needs the network). Fails on
-# a vulnerability; warns without failing when the vulnerability service cannot be reached.
+# Known vulnerabilities in the installed dependencies (pip-audit against PyPI's feed). Fails on
+# a vulnerability, and when nothing could be audited; counts the packages it could not check.
 audit: $(INSTALLED)
 	$(BIN)/python scripts/audit.py
 

@@ -67,6 +67,21 @@ def fitting_windows(first: datetime, last: datetime, wanted: Windows) -> Windows
     return None
 
 
+class LakeTooShort(ValueError):
+    """The lake cannot hold the snapshot plan; ``hint`` is the command to paste, if any fits."""
+
+    def __init__(self, message: str, hint: str | None) -> None:
+        super().__init__(message)
+        self.hint = hint
+
+
+def lake_too_short(first: datetime, last: datetime, wanted: Windows) -> LakeTooShort:
+    """The error for a lake too short for ``wanted``, with the settings that fit as its hint."""
+    fits = fitting_windows(first, last, wanted)
+    hint = fits.as_command() if fits is not None else None
+    return LakeTooShort(too_short_message(first, last, wanted), hint)
+
+
 def too_short_message(first: datetime, last: datetime, wanted: Windows) -> str:
     """Why the snapshots do not fit, and the settings that do, as a command to paste."""
     days = (last - first) // DAY

@@ -9,17 +9,21 @@ from __future__ import annotations
 import json
 import logging
 import sys
+from contextvars import ContextVar
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 import polars as pl
 import typer
+from pydantic import ValidationError
 from rich.console import Console
 from rich.markup import escape
+from typer.core import TyperGroup
+from typer.exceptions import TyperException
 
 from propensity.logs import configure_logging
-from propensity.settings import Settings
+from propensity.settings import Settings, describe_settings_error
 from propensity.views import (
     files_table,
     ingest_table,
@@ -32,7 +36,42 @@ from propensity.views import (
     uplift_table,
 )
 
+#: Whether this invocation asked for ``--json``: set once by ``JsonErrorsGroup.main``.
+_JSON_ERRORS: ContextVar[bool] = ContextVar("json_errors", default=False)
+
+
+class JsonErrorsGroup(TyperGroup):
+    """The command group, with errors as one JSON object on stdout when ``--json`` is given.
+
+    Errors the commands raise go through ``_fail``; this catches the rest once, for every
+    command: usage errors (a bad option) and unexpected exceptions, so a script reading
+    ``--json`` output never has to parse text."""
+
+    def main(self, *args: Any, **kwargs: Any) -> Any:
+        argv = list(kwargs.get("args") or (args[0] if args else None) or sys.argv[1:])
+        if "--json" not in argv or kwargs.get("standalone_mode") is False:
+            return super().main(*args, **kwargs)
+        kwargs["standalone_mode"] = False
+        token = _JSON_ERRORS.set(True)
+        try:
+            code = super().main(*args, **kwargs)
+        except TyperException as problem:  # usage errors: a bad option, a missing argument
+            _emit_error(problem.format_message(), "see --help for the options")
+            sys.exit(problem.exit_code)
+        except typer.Abort:
+            _emit_error("aborted", None)
+            sys.exit(1)
+        except Exception as problem:
+            log.exception("unexpected error")  # the traceback goes to stderr, the JSON to stdout
+            _emit_error(f"{type(problem).__name__}: {problem}", "rerun without --json for details")
+            sys.exit(1)
+        finally:
+            _JSON_ERRORS.reset(token)
+        sys.exit(code if isinstance(code, int) else 0)
+
+
 app = typer.Typer(
+    cls=JsonErrorsGroup,
     name="propensity",
     help="Purchase propensity scoring: ingest events, build features, train, score, route.",
     no_args_is_help=True,
@@ -47,13 +86,33 @@ JsonOption = Annotated[bool, typer.Option("--json", help="print one JSON object 
 
 
 def _settings() -> Settings:
-    settings = Settings()
+    try:
+        settings = Settings()
+    except ValidationError as invalid:
+        raise _fail(describe_settings_error(invalid)) from None
     configure_logging(settings.log_level)
     return settings
 
 
-def _fail(message: str) -> typer.Exit:
-    err.print(f"[bold red]error:[/] {escape(message)}", soft_wrap=True, highlight=False)
+def _json_requested() -> bool:
+    return _JSON_ERRORS.get()
+
+
+def _emit_error(message: str, hint: str | None, **detail: object) -> None:
+    _emit_json({"error": message, "hint": hint, **detail})
+
+
+def _fail(problem: str | BaseException, hint: str | None = None, **detail: object) -> typer.Exit:
+    """The one way a command reports an error: ``{"error", "hint"}`` on stdout under ``--json``,
+    else a red line (and the hint) on stderr. An exception may carry its own ``hint``."""
+    message = str(problem)
+    hint = hint or getattr(problem, "hint", None)
+    if _json_requested():
+        _emit_error(message, hint, **detail)
+    else:
+        err.print(f"[bold red]error:[/] {escape(message)}", soft_wrap=True, highlight=False)
+        if hint and hint not in message:  # some messages already end in their hint
+            err.print(f"hint: {escape(hint)}", soft_wrap=True, highlight=False)
     return typer.Exit(code=1)
 
 
@@ -90,12 +149,14 @@ def ingest(
     from features.ingest.batch import IngestError
     from features.ingest.incremental import is_pattern
     from features.ingest.mapping import MappingError
+    from features.ingest.vendor_files import where_to_get
     from propensity import jobs
 
     settings = _settings()
     single = len(files) == 1 and not is_pattern(files[0]) and not Path(files[0]).is_dir()
     if single and not Path(files[0]).is_file():
-        raise _fail(f"{files[0]}: no such file")
+        hint = where_to_get(files[0], fmt, settings.shared_data)
+        raise _fail(f"{files[0]}: no such file", hint)
     try:
         with progress_bar(
             err, f"ingesting {Path(files[0]).name}", disable=as_json or fmt == "contacts"
@@ -105,7 +166,7 @@ def ingest(
             else:
                 many = jobs.ingest_many(settings, files, fmt, mapping, on_progress=advance)
     except (IngestError, MappingError, ValueError, OSError) as problem:
-        raise _fail(str(problem)) from None
+        raise _fail(problem) from None
     if single:
         if as_json:
             _emit_json(report.to_dict())
@@ -224,7 +285,7 @@ def features(
                 )
                 write_features(frame, target)
         except (FileNotFoundError, ValueError) as problem:
-            raise _fail(str(problem)) from None
+            raise _fail(problem) from None
     rows = pl.scan_parquet(target if target.is_file() else target / "*.parquet").select(pl.len())
     summary = {"as_of": moment.isoformat(), "engine": engine, "visitors": rows.collect().item(),
                "output": str(target)}  # fmt: skip
@@ -260,7 +321,7 @@ def train(
             else:
                 result = jobs.train(settings, truth=truth)
         except (FileNotFoundError, ValueError) as problem:
-            raise _fail(str(problem)) from None
+            raise _fail(problem) from None
     if as_json:
         _emit_json(result.to_dict())
     else:
@@ -322,7 +383,7 @@ def score(
     try:  # a wrong destination fails before the scoring, not after it
         destinations = parse_destinations(export_to) if export_to else []
     except ValueError as problem:
-        raise _fail(str(problem)) from None
+        raise _fail(problem) from None
     try:
         with progress_bar(err, "scoring", disable=as_json) as advance:
             summary = score_visitors(
@@ -332,7 +393,7 @@ def score(
                 lift=jobs.scoring_lift(settings),
             )  # fmt: skip
     except (FileNotFoundError, ValueError, LookupError, ModelUnavailable) as problem:
-        raise _fail(str(problem)) from None
+        raise _fail(problem) from None
     try:
         exports = export_scoring_run(settings, destinations, summary.run_id)
     except (FileNotFoundError, ValueError, ExportRefused) as problem:
@@ -379,7 +440,7 @@ def export(
             send=send,
         )
     except (FileNotFoundError, ValueError, ExportRefused) as problem:
-        raise _fail(str(problem)) from None
+        raise _fail(problem) from None
     if as_json:
         _emit_json(summary.to_dict())
     else:
@@ -470,7 +531,7 @@ def measure(
         ModelUnavailable,
         pl.exceptions.ColumnNotFoundError,
     ) as problem:
-        raise _fail(str(problem)) from None
+        raise _fail(problem) from None
     if summary:
         segments = [s for s in segments if s.by in ("all", "route_group")]
         payload["segments"] = [s.to_dict() for s in segments]
@@ -538,7 +599,7 @@ def lift(
                 complete = until.replace(tzinfo=until.tzinfo or UTC) if until else None
                 model = lift_fitting.fitted_lift(settings, complete)
     except (FileNotFoundError, ValueError, ModelUnavailable) as problem:
-        raise _fail(str(problem)) from None
+        raise _fail(problem) from None
     if as_json:
         _emit_json(model.to_dict())
         return
@@ -564,7 +625,7 @@ def uplift(
             complete = until.replace(tzinfo=until.tzinfo or UTC) if until else None
             checks = check_uplift(settings, complete)
     except (FileNotFoundError, ValueError, ModelUnavailable) as problem:
-        raise _fail(str(problem)) from None
+        raise _fail(problem) from None
     if as_json:
         _emit_json({"channels": [check.to_dict() for check in checks]})
         return
@@ -598,7 +659,7 @@ def respond(
         with err.status("campaign round: contacts, responses, the window's events"):
             summary = run_round(settings, folder, run_id=run, horizon=window)
     except (FileNotFoundError, ValueError, ModelUnavailable) as problem:
-        raise _fail(str(problem)) from None
+        raise _fail(problem) from None
     if as_json:
         _emit_json(summary.to_dict())
         return
@@ -637,13 +698,14 @@ def retrain(
         with err.status("retraining: ingest, snapshots, train, compare, promote"):
             summary = run_retrain(settings, sources, datetime.now(UTC))
     except RetrainFailed as failure:
-        if as_json:
-            _emit_json(failure.summary.to_dict())
         champion = failure.summary.champion_before
         kept = f"v{champion}" if champion else "none"
-        raise _fail(f"{failure}; champion {kept} unchanged") from None
+        # Under --json the run's summary travels inside the one error object.
+        raise _fail(
+            f"{failure}; champion {kept} unchanged", summary=failure.summary.to_dict()
+        ) from None
     except RuntimeError as problem:
-        raise _fail(str(problem)) from None
+        raise _fail(problem) from None
     if as_json:
         _emit_json(summary.to_dict())
         return
@@ -677,7 +739,7 @@ def monitor(
         with err.status("monitoring: features of the scored population, drift, outcomes"):
             result = run_monitor(settings, run_id=run)
     except (FileNotFoundError, ValueError, LookupError, ModelUnavailable) as problem:
-        raise _fail(str(problem)) from None
+        raise _fail(problem) from None
     if as_json:
         _emit_json(result.to_dict())
     else:

@@ -19,7 +19,7 @@ from features.ingest.contacts import read_contacts
 from features.ingest.incremental import FilesReport
 from features.ingest.pipeline import IngestReport
 from features.lake import scan_events
-from features.snapshot_plan import Windows, snapshot_span, too_short_message
+from features.snapshot_plan import Windows, lake_too_short, snapshot_span
 from features.snapshots import SnapshotConfig, build_snapshots
 from propensity.settings import Settings
 from serving.model.registry import ModelUnavailable, registered_contract
@@ -54,7 +54,7 @@ def snapshot_config_for_lake(settings: Settings) -> SnapshotConfig:
     windows = Windows(lookback=plan.lookback, slide=plan.slide, horizon=plan.horizon)
     span = snapshot_span(first, last, windows, plan.max_snapshots)
     if span is None:
-        raise ValueError(too_short_message(first, last, windows))
+        raise lake_too_short(first, last, windows)
     return SnapshotConfig(
         start=span[0],
         end=span[1],

@@ -10,7 +10,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from features.definitions import FeatureConfig
@@ -159,3 +159,19 @@ class Settings(BaseSettings):
     @property
     def mlflow_dir(self) -> Path:
         return self.data_dir / "mlflow"
+
+
+def describe_settings_error(error: ValidationError) -> str:
+    """One line per invalid setting, named by the environment variable that sets it.
+
+    A pydantic traceback names ``serving.routing.ads.cost_per_contact``; a user set
+    ``PROPENSITY_SERVING__ROUTING__ADS__COST_PER_CONTACT``, so that is the name they need.
+    """
+    problems = []
+    for problem in error.errors():
+        path = [str(part) for part in problem["loc"]]
+        name = "PROPENSITY_" + "__".join(path).upper() if path else "settings"
+        given = problem.get("input")
+        shown = f"={given!r}" if isinstance(given, str | int | float | bool) else ""
+        problems.append(f"{name}{shown}: {problem['msg']}")
+    return "invalid settings: " + "; ".join(problems)

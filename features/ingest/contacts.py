@@ -15,6 +15,7 @@ from features.events.schema import ADS_CONSENTS, CONTACT_COLUMNS, CONTACT_SCHEMA
 from features.ingest.batch import LINE_COLUMN, QUARANTINE_SCHEMA, IngestError
 from features.ingest.identifiers import update_identifiers
 from features.ingest.mapping import TimeSpec
+from features.ingest.pii import PII_IN_IDENTIFIER, holds_email
 from features.ingest.pipeline import IngestReport, QuarantineWriter
 from features.ingest.validate import parse_event_time
 
@@ -44,6 +45,8 @@ def validate_contacts(records: pl.DataFrame) -> ValidatedContacts:
     reason = (
         pl.when(pl.col("visitor_id").is_null() | (pl.col("visitor_id") == ""))
         .then(pl.lit("missing_visitor"))
+        .when(holds_email(pl.col("visitor_id")).fill_null(False))
+        .then(pl.lit(PII_IN_IDENTIFIER))
         .when(~pl.col("email_status").is_in(EMAIL_STATUSES).fill_null(False))
         .then(pl.lit("unknown_email_status"))
         .when(~pl.col("ads_consent").is_in(ADS_CONSENTS).fill_null(False))

@@ -30,6 +30,7 @@ from features.ingest.batch import IngestError, RawBatch
 from features.ingest.dedup import DEFAULT_DAY_ROWS, DEFAULT_HELD_BYTES, DayBuffer, deduplicate_day
 from features.ingest.lake_writer import EVENTS_DIR, LakeWriteError
 from features.ingest.mapping import SourceMapping
+from features.ingest.pii import masked_quarantine
 from features.ingest.prefetch import prefetched
 from features.ingest.tabular import iter_tabular
 from features.ingest.tolerant import iter_csv_tolerant
@@ -93,6 +94,8 @@ class QuarantineWriter:
         if quarantined.is_empty():
             return
         self.reasons.update(quarantined.get_column("reason").to_list())
+        # Every reader's unreadable lines pass here too: the file never holds an email.
+        quarantined = masked_quarantine(quarantined)
         new = not self.path.exists()
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with self.path.open("a", encoding="utf8", newline="") as handle:

@@ -17,6 +17,7 @@ import pyarrow.compute as pc
 from features.events.schema import EVENT_NAMES, EVENT_SCHEMA, TIME_DTYPE, EventName
 from features.ingest.batch import LINE_COLUMN, QUARANTINE_SCHEMA, RAW_COLUMN
 from features.ingest.mapping import SourceMapping, TimeSpec
+from features.ingest.pii import PII_CHECKED_IDS, PII_IN_IDENTIFIER, holds_email, masked_quarantine
 
 STRING_FIELDS = (
     "visitor_id",
@@ -197,6 +198,7 @@ def _rules() -> list[tuple[str, pl.Expr, str]]:
     quantity = pl.col("_quantity_float")
     return [
         ("missing_visitor", visitor.is_null(), "visitor_id"),
+        *((PII_IN_IDENTIFIER, holds_email(pl.col(field)), field) for field in PII_CHECKED_IDS),
         (
             "bad_visitor_id",
             (visitor.str.len_chars() > MAX_ID_LENGTH) | visitor.str.contains(r"[\x00-\x1f\x7f]"),
@@ -263,9 +265,10 @@ def _plan(mapping_json: str, schema_items: tuple[tuple[str, pl.DataType], ...]) 
     return _Plan(
         stage=_staging_exprs(schema, mapping),
         reason=_first_match([(cond, pl.lit(r)) for r, cond, _ in rules]).alias("_reason"),
-        detail=_first_match(
-            [(pl.col("_reason") == r, _offending_value(field)) for r, _, field in rules]
-        ).alias("detail"),
+        # By condition, not by reason: two rules may share a reason (an email in either id).
+        detail=_first_match([(cond, _offending_value(field)) for _, cond, field in rules]).alias(
+            "detail"
+        ),
         accepted=accepted,
     )
 
@@ -307,7 +310,9 @@ def validate_batch(
             else pl.col("_original").struct.json_encode()
         ).alias("raw"),
     )
-    return ValidatedBatch(accepted, quarantined.cast(QUARANTINE_SCHEMA))  # type: ignore[arg-type]
+    # No email address leaves validation in a rejection's detail or raw text.
+    quarantined = masked_quarantine(quarantined.cast(QUARANTINE_SCHEMA))  # type: ignore[arg-type]
+    return ValidatedBatch(accepted, quarantined)
 
 
 def _synthesized_transaction(source: str) -> pl.Expr:

@@ -24,6 +24,7 @@ from starlette.types import ASGIApp
 
 from serving.api.body_limit import ContentLengthLimit
 from serving.api.dependencies import OneKey
+from serving.api.head import HeadAsGet
 from serving.api.hot_routes import HotRoutes, check_reproduced
 from serving.api.metrics import MetricsMiddleware, RequestRecorder
 from serving.api.operations import poll_alias, register_operations, retry_model
@@ -64,7 +65,8 @@ class _ServingAPI(FastAPI):
         if self.hot_routes is not None:  # at startup (the lifespan's first call): no request
             check_reproduced(self.user_middleware)  # is ever answered without its middleware
         stack = super().build_middleware_stack()
-        return stack if self.hot_routes is None else self.hot_routes(stack)
+        # HEAD outermost, so the hot routes and the metrics see it as the GET it runs as.
+        return HeadAsGet(stack if self.hot_routes is None else self.hot_routes(stack))
 
 
 def telemetry_config(enabled: bool) -> TelemetryConfig:

@@ -4,10 +4,10 @@ Two paths, one outcome:
 
 - ``plain_events``: the common case, a request whose every event is plainly valid (ISO
   times with an offset inside the limits, a known event name, finite non-negative numbers,
-  integral quantities, ids without surrounding blanks). Checked in plain Python in
-  microseconds; it only ever *accepts*, with exactly the canonical values ingestion would
-  produce (``tests/unit/serving/api/test_intake.py`` holds it to ``validate_batch`` over
-  random events).
+  integral quantities, ids without surrounding blanks nor an email address). Checked in
+  plain Python in microseconds; it only ever *accepts*, with exactly the canonical values
+  ingestion would produce (``tests/unit/serving/api/test_intake.py`` holds it to
+  ``validate_batch`` over random events).
 - everything else goes to ``validate_batch``, which decides and explains each rejection.
   It costs milliseconds per call whatever the number of rows (it plans a Polars query), so
   ``EventIntake`` runs one validation for every request waiting at that moment in its own
@@ -33,6 +33,7 @@ import polars as pl
 from features.events.schema import EVENT_NAMES
 from features.ingest.batch import LINE_COLUMN
 from features.ingest.mapping import SourceMapping, builtin_mapping
+from features.ingest.pii import EMAIL_IN_TEXT
 from features.ingest.validate import MAX_ID_LENGTH, ValidationLimits, validate_batch
 from features.rows import to_micros
 from serving.api.batching import MicroBatcher
@@ -49,6 +50,9 @@ _PLAIN_TIME = re.compile(
     r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{1,6})?(Z|[+-][0-9]{2}:[0-9]{2})"
 )
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+#: Ingestion's own pattern: an id holding an email goes to ``validate_batch``, which
+#: rejects it as ``pii_in_identifier`` with the address masked.
+_EMAIL = re.compile(EMAIL_IN_TEXT)
 _NAMES = frozenset(EVENT_NAMES)
 _TEXT_FIELDS = ("item_id", "item_category", "transaction_id", "session_id", "user_id")
 #: Integers beyond this are not exact as float64: left to ingestion's rules.
@@ -79,6 +83,7 @@ def plain_events(
         or visitor_id.strip() != visitor_id
         or len(visitor_id) > MAX_ID_LENGTH
         or _CONTROL.search(visitor_id)
+        or _EMAIL.search(visitor_id)
     ):
         return None
     low, high = limits.min_event_time, limits.max_event_time
@@ -92,6 +97,7 @@ def plain_events(
             or type(event.event_name) is not str
             or event.event_name not in _NAMES
             or not all(_plain_text(getattr(event, f)) for f in _TEXT_FIELDS)
+            or (type(event.user_id) is str and _EMAIL.search(event.user_id))
             or not (_plain_number(event.price) and _plain_number(event.revenue))
             or not _plain_number(quantity)
             or (quantity is not None and (quantity != int(quantity) or quantity > _EXACT_INT))

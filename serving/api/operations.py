@@ -41,7 +41,7 @@ def register_operations(app: FastAPI) -> None:
         tags=["operations"],
     )
     async def readyz(state: StateDep) -> Response:
-        """Ready to score: a model is loaded and the store answers."""
+        """Ready to score: a model is loaded and the store answers with a published run."""
         if state.store is None:
             await to_thread.run_sync(state.open_store)
         store = state.store  # pinged in a thread: a stalled store must not block the loop
@@ -49,6 +49,8 @@ def register_operations(app: FastAPI) -> None:
         reason = state.model_problem or (
             None if store_ok else state.store_problem or "the score store does not answer"
         )
+        if reason is None and store is not None:
+            reason = await to_thread.run_sync(state.run_problem, store)
         served = state.served
         body = Readiness(
             ready=reason is None,

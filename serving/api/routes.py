@@ -153,6 +153,8 @@ async def _visitor_record(state: ServingState, visitor_id: str, key: str | None)
     else:
         stored = await to_thread.run_sync(store.lookup, visitor_id)
     if stored is None:
+        if (problem := await to_thread.run_sync(state.run_problem, store)) is not None:
+            raise ProblemError(503, "No batch run", problem)
         raise ProblemError(
             404,
             "Unknown visitor",

@@ -26,6 +26,7 @@ from serving.api.metrics import ServingMetrics
 from serving.api.problems import ProblemError, without_paths
 from serving.api.realtime import RealTimeScorer
 from serving.api.rescoring import PostedEvents, rescore_posted
+from serving.batch.outputs import published_run_id
 from serving.batch.publish import recover
 from serving.model.registry import (
     LoadedModel,
@@ -85,6 +86,7 @@ class ServingState:
         self.model_problem: str | None = "the model has not been loaded yet"
         self.store: ScoreStore | None = None
         self.store_problem: str | None = "the store has not been opened yet"
+        self._lost_run_logged = False
         self._reload_lock = threading.Lock()
         self._store_lock = threading.Lock()
         self._keys = [k.get_secret_value().encode() for k in settings.api_keys]
@@ -259,6 +261,24 @@ class ServingState:
         else:
             log.error("model reload refused, still serving version %s: %s", previous, detail)
         return ReloadOutcome(False, previous, previous, message)
+
+    def run_problem(self, store: ScoreStore) -> str | None:
+        """Why the store cannot answer lookups, or None. A store that holds no batch run while
+        the outputs name a published one lost its data (a Redis restarted empty): that is an
+        alarm, logged, not a stream of 404s for every visitor. Before the first run ever
+        published the API is ready, so that posted events can be scored from the start."""
+        if store.current_run() is not None:
+            return None
+        published = published_run_id(self.paths.scoring_dir)
+        if published is None:
+            return None
+        if not self._lost_run_logged:
+            log.error("the score store holds no run, although run %s is published", published)
+            self._lost_run_logged = True
+        return (
+            f"the score store holds no batch run although run {published} is published: it "
+            "lost its data; run `propensity score` to publish again"
+        )
 
     def registered_version(self) -> str | None:
         """The version the alias points at now (for the alias poll); None when unknown."""

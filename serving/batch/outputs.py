@@ -160,3 +160,13 @@ def holdout_mde(scored: pl.DataFrame) -> dict[str, dict[str, float]]:
             "mde": minimum_detectable_effect(baseline, treated, control),
         }
     return result
+
+
+def published_run_id(scoring_dir: Path) -> str | None:
+    """The run ``latest.json`` points at; None when no run was published (or it is unreadable)."""
+    try:
+        pointer = orjson.loads((scoring_dir / "latest.json").read_bytes())
+    except (OSError, orjson.JSONDecodeError):
+        return None
+    run_id = pointer.get("run_id") if isinstance(pointer, dict) else None
+    return str(run_id) if run_id else "unknown"

@@ -121,3 +121,11 @@ def test_a_blank_id_is_refused_by_the_schema_as_by_ingestion(live: TestClient, b
     body = {"visitor_id": blank.replace("%C2%A0", "\xa0").replace("%E3%80%80", "\u3000"),
             "events": [event()]}  # fmt: skip
     assert live.post("/v1/events", json=body, headers=KEY).status_code == 422
+
+
+@pytest.mark.parametrize("path", ["/healthz", "/readyz", "/metrics", "/v1/visitors/nobody"])
+def test_head_answers_like_get_without_a_body(live: TestClient, path: str) -> None:
+    got, head = live.get(path, headers=KEY), live.head(path, headers=KEY)
+    assert head.status_code == got.status_code != 405
+    assert head.content == b""
+    assert head.headers.get("content-type") == got.headers.get("content-type")

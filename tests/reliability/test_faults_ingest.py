@@ -12,6 +12,7 @@ the writer with ``monkeypatch`` (an ``OSError`` with EROFS / ENOSPC).
 from __future__ import annotations
 
 import errno
+import json
 import os
 import resource
 import signal
@@ -88,10 +89,13 @@ def test_a_real_write_failure_is_a_clear_error_and_leaves_nothing(tmp_path: Path
     )
     assert done.returncode == 1, done.stdout + done.stderr
     assert "Traceback" not in done.stderr
-    assert "cannot write the event lake" in done.stderr
-    assert "File too large" in done.stderr
-    assert "nothing from this file was added" in done.stderr
-    assert done.stdout == ""  # no --json summary of an ingest that did not happen
+    # Under --json, the error object and nothing else: no summary of an ingest that did not
+    # happen.
+    (line,) = done.stdout.splitlines()
+    error = json.loads(line)["error"]
+    assert "cannot write the event lake" in error
+    assert "File too large" in error
+    assert "nothing from this file was added" in error
     left = _left_behind(data)
     assert left == {"partitions": [], "staging": [], "manifest": [], "quarantine": []}
 

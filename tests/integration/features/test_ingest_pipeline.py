@@ -134,3 +134,30 @@ def test_empty_file_is_a_clear_error(tmp_path: Path, limits: ValidationLimits) -
     empty.write_text("")
     with pytest.raises(IngestError, match="empty file"):
         _ingest(empty, tmp_path, limits, "run1")
+
+
+def test_an_email_in_an_identifier_is_quarantined_and_masked_and_the_balance_holds(
+    tmp_path: Path, limits: ValidationLimits
+) -> None:
+    """No email reaches the lake or the quarantine file through an id column."""
+    source = tmp_path / "emails.csv"
+    header = BROKEN.read_text().splitlines()[0]
+    good = BROKEN.read_text().splitlines()[1]
+    columns = header.split(",")
+    cells = good.split(",")
+    as_email = [*cells]
+    as_email[columns.index("visitor_id")] = "Jane.Doe@shop.example"
+    source.write_text("\n".join([header, good, ",".join(as_email)]) + "\n")
+
+    report = _ingest(source, tmp_path, limits, "run1")
+
+    assert report.quarantined == {"pii_in_identifier": 1}
+    assert report.rows_read == report.accepted + sum(report.quarantined.values()) + (
+        report.duplicates
+    )
+    assert report.quarantine_file is not None
+    quarantine = Path(report.quarantine_file).read_text()
+    assert "pii_in_identifier" in quarantine
+    assert "jane.doe" not in quarantine.lower()
+    assert "shop.example" not in quarantine
+    assert "Jane.Doe@shop.example" not in _lake(tmp_path).write_csv()

@@ -17,6 +17,7 @@ from fastapi.testclient import TestClient
 from numpy.testing import assert_array_equal
 
 from serving.api.app import create_app
+from serving.api.head import HeadAsGet
 from serving.api.hot_routes import HotRoutes
 from serving.api.schemas import EventsResponse, VisitorScore
 from serving.batch.job import score_visitors
@@ -339,10 +340,17 @@ def test_metrics(client: TestClient, scored: tuple[World, list[str]]) -> None:
     assert "propensity_request_seconds_bucket" in text
 
 
+def _front(app: Any) -> Any:
+    """What answers first behind the HEAD adapter (``HeadAsGet`` wraps every stack)."""
+    stack = app.middleware_stack
+    assert isinstance(stack, HeadAsGet)
+    return stack.app
+
+
 def _through_the_stack(app: Any) -> TestClient:
     """A client whose requests skip the hot routes and take the app's full middleware stack
     (the app's lifespan must be running already)."""
-    hot = app.middleware_stack
+    hot = _front(app)
     assert isinstance(hot, HotRoutes)  # the hot routes are in front, or this proves nothing
 
     async def full(scope: Any, receive: Any, send: Any) -> None:
@@ -414,7 +422,8 @@ def test_requests_the_hot_routes_leave_to_the_stack(
     client: TestClient, scored: tuple[World, list[str]]
 ) -> None:
     visitor = scored[1][8]
-    assert client.head(f"/v1/visitors/{visitor}").status_code == 405  # the router's answer
+    head = client.head(f"/v1/visitors/{visitor}")  # answered as the GET it runs as
+    assert (head.status_code, head.content) == (200, b"")
     slash = client.get(f"/v1/visitors/{visitor}/", follow_redirects=False)
     assert slash.status_code == 307
     assert slash.headers["location"].endswith(f"/v1/visitors/{visitor}")
@@ -433,7 +442,7 @@ def test_with_tracing_every_request_takes_the_stack(scored: tuple[World, list[st
     shared, visitors = scored
     with TestClient(create_app(settings(opentelemetry=True), shared.paths("api"))) as traced:
         assert traced.get(f"/v1/visitors/{visitors[0]}").status_code == 200
-        assert not isinstance(traced.app.middleware_stack, HotRoutes)  # type: ignore[attr-defined]
+        assert not isinstance(_front(traced.app), HotRoutes)
 
 
 def test_redis_backend_end_to_end(shared: World, tmp_path: Any) -> None:
@@ -500,7 +509,7 @@ def test_without_hot_routes_every_request_runs_the_middleware(
     app = _with_cors(create_app(settings(hot_routes=False), shared.paths("api")))
     origin = {"origin": "https://shop.example"}
     with TestClient(app) as live:
-        assert not isinstance(live.app.middleware_stack, HotRoutes)  # type: ignore[attr-defined]
+        assert not isinstance(_front(live.app), HotRoutes)
         lookup = live.get(f"/v1/visitors/{visitors[0]}", headers=origin)
         posted = live.post(
             "/v1/events", json={"visitor_id": visitors[1], "events": [event()]},
@@ -509,3 +518,25 @@ def test_without_hot_routes_every_request_runs_the_middleware(
         for answer in (lookup, posted):
             assert answer.status_code == 200, answer.text
             assert answer.headers["access-control-allow-origin"] == "https://shop.example"
+
+
+def test_an_email_in_an_identifier_is_rejected_naming_the_field(
+    client: TestClient, scored: tuple[World, list[str]]
+) -> None:
+    """Issue 24 item 11: an email in ``visitor_id`` or ``user_id`` never reaches the store."""
+    address = "jane.doe@example.com"
+    body = {"visitor_id": address, "events": [event()]}
+    answer = client.post("/v1/events", json=body, headers=KEY)
+    assert answer.status_code == 422, answer.text
+    [error] = answer.json()["errors"]
+    assert (error["reason"], error["detail"]) == ("pii_in_identifier", "visitor_id=j***@***.com")
+    assert address not in answer.text
+    scoring = client.post("/v1/score", json=body, headers=KEY)
+    assert scoring.status_code == 422 and address not in scoring.text
+
+    visitor = scored[1][4]
+    body = {"visitor_id": visitor, "events": [event(), event(user_id=address)]}
+    mixed = client.post("/v1/events", json=body, headers=KEY)
+    assert mixed.status_code == 200, mixed.text
+    rejected = [(r["index"], r["reason"], r["detail"]) for r in mixed.json()["rejected"]]
+    assert rejected == [(1, "pii_in_identifier", "user_id=j***@***.com")]
