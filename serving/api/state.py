@@ -11,10 +11,13 @@ import gc
 import hmac
 import logging
 import os
+import sqlite3
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+
+from redis.exceptions import RedisError
 
 from features.ingest.validate import ValidationLimits
 from serving.api.batching import MicroBatcher
@@ -24,6 +27,7 @@ from serving.api.problems import ProblemError, without_paths
 from serving.api.realtime import RealTimeScorer
 from serving.api.rescoring import PostedEvents, rescore_posted
 from serving.batch.outputs import published_run_id
+from serving.batch.publish import recover
 from serving.model.registry import (
     LoadedModel,
     ModelUnavailable,
@@ -175,6 +179,21 @@ class ServingState:
             except StoreUnavailable as problem:
                 self.store_problem = str(problem)
                 log.error("score store unavailable: %s", problem)
+                return
+            self._finish_killed_publish(self.store)
+
+    def _finish_killed_publish(self, store: ScoreStore) -> None:
+        """A batch run killed after the store switched to it left its folder staged or
+        ``latest.json`` on the previous run: finish them (``serving.batch.publish``), so
+        that the files name the run the API answers with. A failure here (outputs mounted
+        read-only, the store gone again) is logged; serving goes on."""
+        try:
+            repaired = recover(self.paths.scoring_dir, store)
+        except (OSError, sqlite3.Error, RedisError, StoreUnavailable) as problem:
+            log.error("could not check the last batch publish: %s", problem)
+            return
+        if repaired.placed or repaired.pointed:
+            log.warning("finished the publish of run %s", repaired.placed or repaired.pointed)
 
     def _load(self) -> Served:
         loaded = load_registered_model(

@@ -12,17 +12,19 @@ scores them with the registered model, routes them with the policy, and writes, 
 - ``summary.json``; then the score store is replaced by this run and ``latest.json`` points
   at it.
 
-Atomic: files are written in a private folder renamed into place at the end, the store
-switches generations in one step, and ``latest.json`` is replaced last; a crash leaves the
-previous run's files, store and pointer as they were. Idempotent: a run is named by its
-``as_of``, model version and policy; re-running a finished one changes nothing.
+Atomic under ``kill -9`` (``serving.batch.publish``): the files are staged in a private
+folder, the store's switch to the run is the commit point, then the folder is renamed into
+place and ``latest.json`` names the run. Killed before the switch, the previous run stays
+published; killed after it, the next start (of this job or of the API) finishes the folder and
+the pointer. Each run starts by that repair and by removing dead runs' leftovers (counted in
+its summary). Idempotent: a run is named by its ``as_of``, model version and policy;
+re-running a finished one changes nothing.
 """
 
 from __future__ import annotations
 
 import functools
 import logging
-import os
 import shutil
 from collections.abc import Callable, Iterator
 from dataclasses import replace
@@ -32,17 +34,20 @@ from typing import TYPE_CHECKING
 
 import orjson
 import polars as pl
-import psutil
 
 from features.batch import build_features, collect
 from features.engines import Engine
 from features.ingest.contacts import read_contacts
 from features.lake import scan_events
-from serving.batch.outputs import (
-    ScoringSummary,
+from serving.batch.outputs import ScoringSummary, run_summary, write_outputs
+from serving.batch.publish import (
+    Recovery,
+    Step,
+    place_folder,
     point_latest,
-    run_summary,
-    write_outputs,
+    recover,
+    staging_folder,
+    sync_folder,
 )
 from serving.batch.scored import routed_frame, scored_frame
 from serving.batch.spark import score_on_spark
@@ -107,6 +112,12 @@ def _publish_chunks(
         yield with_history.slice(start, rows)
 
 
+def _writing(chunks: Iterator[pl.DataFrame], step: Step) -> Iterator[pl.DataFrame]:
+    for chunk in chunks:
+        yield chunk
+        step("store-writing")  # resumed by the store: the chunk is in its new generation
+
+
 def score_visitors(
     settings: ServingSettings,
     paths: ServingPaths,
@@ -119,10 +130,13 @@ def score_visitors(
     on_progress: Progress | None = None,
     spark: SparkSession | None = None,
     lift: LiftModel | None = None,
+    on_step: Step | None = None,
 ) -> ScoringSummary:
     """Score, route and publish every visitor active before ``as_of`` (see module doc).
 
     ``engine="spark"`` computes the features on ``spark`` (a local session if None).
+    ``on_step`` is called with the name of each publish step once done
+    (``serving.batch.publish.STEPS``): the crash tests kill the job there.
     """
     as_of = (as_of or default_as_of(paths.lake_dir)).astimezone(UTC)
     loaded = model or load_registered_model(
@@ -146,20 +160,11 @@ def score_visitors(
             on_progress or (lambda _: None),
             spark,
             lift,
+            on_step or (lambda _: None),
         )
     finally:
         if own_store:
             store.close()
-
-
-def _remove_dead_staging(scoring_dir: Path, name: str) -> None:
-    """Staging folders of this run left by a process that died (killed, power cut): they
-    were never renamed into place, so nothing reads them; a live writer's folder is kept."""
-    for left in scoring_dir.glob(f".{name}.*.partial"):
-        pid = left.name.removeprefix(f".{name}.").removesuffix(".partial")
-        if pid.isdigit() and not psutil.pid_exists(int(pid)):
-            log.warning("removing %s, left by a run that did not finish", left)
-            shutil.rmtree(left, ignore_errors=True)
 
 
 def _run(
@@ -173,14 +178,16 @@ def _run(
     progress: Progress,
     spark: SparkSession | None,
     lift: LiftModel | None,
+    step: Step,
 ) -> ScoringSummary:
+    repaired = recover(paths.scoring_dir, store)
     name = run_name(as_of, loaded.info.version, settings, lift)
     run_dir = paths.scoring_dir / name
     current = store.current_run()
     if (run_dir / "summary.json").exists() and current is not None and current.run_id == name:
         log.info("run %s is already published: nothing to do", name)
         previous = ScoringSummary.from_json((run_dir / "summary.json").read_bytes())
-        return replace(previous, skipped=True)
+        return _with_repairs(replace(previous, skipped=True), repaired)
     config = loaded.feature_config
     lift, uplift_models = usable_uplift(
         lift,
@@ -220,21 +227,35 @@ def _run(
         # The real-time path holds out with the shares this run used.
         extra={"holdout_shares": shares},
     )
-    _remove_dead_staging(paths.scoring_dir, name)
-    staging = run_dir.with_name(f".{name}.{os.getpid()}.partial")
+    staging = staging_folder(paths.scoring_dir, name)
     shutil.rmtree(staging, ignore_errors=True)
+    switched = False
     try:
         files = write_outputs(scored, staging)
         events = scan_events(paths.lake_dir, start=as_of - config.lookback, end=as_of)
         histories = batch_histories(
             events, as_of, config.lookback, settings.max_history_events
         ).collect()
-        store.publish(run, _publish_chunks(scored, histories, 50_000))
-        summary = run_summary(scored, run, run_dir, files, settings)
+        summary = _with_repairs(run_summary(scored, run, run_dir, files, settings), repaired)
         (staging / "summary.json").write_bytes(orjson.dumps(summary.to_dict()))
-        shutil.rmtree(run_dir, ignore_errors=True)
-        staging.replace(run_dir)
+        sync_folder(staging)
+        step("staged")
+        store.publish(run, _writing(_publish_chunks(scored, histories, 50_000), step))
+        switched = True
+        step("store-switched")
+        place_folder(staging, run_dir, step)
     finally:
-        shutil.rmtree(staging, ignore_errors=True)
-    point_latest(paths.scoring_dir, summary)
+        if not switched:  # after the switch, the staged folder is what the next start places
+            shutil.rmtree(staging, ignore_errors=True)
+    point_latest(paths.scoring_dir, summary, step)
     return summary
+
+
+def _with_repairs(summary: ScoringSummary, repaired: Recovery) -> ScoringSummary:
+    """The summary, with what the run's start repaired of earlier runs killed mid-publish."""
+    return replace(
+        summary,
+        leftovers_removed=repaired.removed,
+        placed=repaired.placed,
+        repointed=repaired.pointed,
+    )

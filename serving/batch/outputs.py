@@ -1,11 +1,10 @@
 """What a scoring run leaves behind: the scores file, the audiences (checked against consent
-first), the run summary and the ``latest.json`` pointer. Files are written inside the run's
-private staging folder; ``serving.batch.job`` moves the folder into place when the run is done.
+first) and the run summary. Files are written inside the run's private staging folder;
+``serving.batch.publish`` moves it into place and points ``latest.json`` at it.
 """
 
 from __future__ import annotations
 
-import os
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -52,6 +51,12 @@ class ScoringSummary:
     skipped: bool = False
     ads_spend: float = 0.0
     extra: dict[str, object] = field(default_factory=dict)
+    #: What the run's start repaired of runs killed mid-publish (``serving.batch.publish``):
+    #: leftovers of dead processes removed, the run whose staged folder it moved into place,
+    #: the run it made ``latest.json`` name.
+    leftovers_removed: int = 0
+    placed: str | None = None
+    repointed: str | None = None
 
     def to_dict(self) -> dict[str, object]:
         plain: dict[str, object] = orjson.loads(
@@ -155,12 +160,6 @@ def holdout_mde(scored: pl.DataFrame) -> dict[str, dict[str, float]]:
             "mde": minimum_detectable_effect(baseline, treated, control),
         }
     return result
-
-
-def point_latest(scoring_dir: Path, summary: ScoringSummary) -> None:
-    tmp = scoring_dir / f".latest.{os.getpid()}.tmp"
-    tmp.write_bytes(orjson.dumps(summary.to_dict(), option=orjson.OPT_INDENT_2))
-    tmp.replace(scoring_dir / "latest.json")
 
 
 def published_run_id(scoring_dir: Path) -> str | None:
