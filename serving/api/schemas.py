@@ -13,12 +13,14 @@ from pydantic import (
     AfterValidator,
     AwareDatetime,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Discriminator,
     Field,
     StringConstraints,
     Tag,
 )
+from pydantic_core import PydanticCustomError
 
 from features.definitions import FEATURE_COLUMNS
 from serving.api.problems import quoted
@@ -38,7 +40,17 @@ MAX_TEXT_LENGTH = 1_000
 MAX_VISITOR_ID_LENGTH = 256
 #: Strings are bounded, and must be valid Unicode (a lone surrogate escape is rejected).
 Text = Annotated[str, StringConstraints(max_length=MAX_TEXT_LENGTH)]
-Scalar = Text | int | float | None
+
+
+def _not_a_boolean(value: object) -> object:
+    # pydantic's lax mode reads JSON ``true`` as the number 1: a price of 1 nobody sent.
+    if isinstance(value, bool):
+        raise PydanticCustomError("boolean_not_scalar", "{value} is not a number or text",
+                                  {"value": str(value).lower()})  # fmt: skip
+    return value
+
+
+Scalar = Annotated[Text | int | float | None, BeforeValidator(_not_a_boolean)]
 #: Text with something in it besides blanks (ingestion strips blanks, then finds nothing).
 #: The blanks are spelled out: ``\S`` differs between JSON Schema's regex (ECMA 262: U+0085 is
 #: not a blank) and pydantic's and Python's (it is).

@@ -129,3 +129,14 @@ def test_head_answers_like_get_without_a_body(live: TestClient, path: str) -> No
     assert head.status_code == got.status_code != 405
     assert head.content == b""
     assert head.headers.get("content-type") == got.headers.get("content-type")
+
+
+@pytest.mark.parametrize("field", ["price", "quantity", "revenue"])
+def test_a_boolean_number_is_refused_naming_the_field(live: TestClient, field: str) -> None:
+    """JSON ``true`` is not a price of 1: pydantic's lax mode would read it as one."""
+    body = {"visitor_id": "v-bool", "events": [event(**{field: True})]}
+    answer = live.post("/v1/events", json=body, headers=KEY)
+    assert answer.status_code == 422
+    assert answer.json()["errors"] == [
+        {"location": f"body.events.0.{field}", "message": "true is not a number or text"}
+    ]
