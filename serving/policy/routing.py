@@ -19,8 +19,12 @@ default.
 Decision, in order: no channel the visitor consented to -> ``none``/``no_consent``; a purchase
 within ``suppression_days`` -> ``none``/``recent_purchase``; no consented channel worth more
 than ``min_expected_value`` -> ``none``/``below_threshold``; else the channel with the highest
-EV (email on a tie). Ads are rationed by the budget, highest EV first; a visitor who misses it
-falls back to email when email is worth it, else ``none``/``budget_exhausted``. Then a
+EV (email on a tie). Ads are rationed by the budget, largest *gain* first: what the ad adds
+over the visitor's fallback (the email EV where email is worth it, else nothing), so the
+budget buys the ads that add the most profit, not ads for subscribers an email would have
+served nearly as well while an anonymous visitor of slightly lower ad EV goes without. A
+visitor who misses the budget falls back to email when email is worth it, else
+``none``/``budget_exhausted``. Then a
 deterministic share of each channel's audience is held out: ``holdout``/``holdout`` (a fixed
 share, or one sized from the channel's ``min_detectable_effect``). Last, exploration: of the
 visitors no channel is worth it for, a deterministic ``exploration_share`` per consented
@@ -212,8 +216,9 @@ class RoutedBatch:
     route: npt.NDArray[np.int8]  # codes into ROUTES
     reason: npt.NDArray[np.int8]  # codes into REASONS
     expected_value: FloatArray
-    #: EV of the last visitor the ad budget admitted when the budget bound, else None. The
-    #: real-time path admits ads at or above it.
+    #: Ad gain (ads EV over the visitor's fallback, see the module docstring) of the last
+    #: visitor the ad budget admitted when the budget bound, else None. The real-time path
+    #: admits ads whose gain is at or above it.
     ads_ev_floor: float | None
     #: The channel route each visitor was sent to or held out from (codes EMAIL, ADS; NONE
     #: for the rest): what measuring the run compares a holdout with.
@@ -270,23 +275,24 @@ def expected_values(
 
 def _ads_admitted(
     candidate: npt.NDArray[np.bool_],
-    ads_ev: FloatArray,
+    ads_gain: FloatArray,
     policy: RoutingPolicy,
     ads_ev_floor: float | None,
     reserved: int = 0,
 ) -> tuple[npt.NDArray[np.bool_], float | None]:
-    """Which ad candidates the budget admits, highest EV first, and the floor it implies;
-    ``reserved`` contacts of the budget are already spoken for (exploration)."""
+    """Which ad candidates the budget admits, largest gain over their fallback first, and
+    the floor it implies; ``reserved`` contacts of the budget are already spoken for
+    (exploration)."""
     if ads_ev_floor is not None:
-        return candidate & (ads_ev >= ads_ev_floor), ads_ev_floor
-    limit = max(0, ads_limit(policy, len(ads_ev)) - reserved)
+        return candidate & (ads_gain >= ads_ev_floor), ads_ev_floor
+    limit = max(0, ads_limit(policy, len(ads_gain)) - reserved)
     ranked = np.flatnonzero(candidate)
     if len(ranked) <= limit:
         return candidate, None
-    ranked = ranked[np.argsort(-ads_ev[ranked], kind="stable")]
+    ranked = ranked[np.argsort(-ads_gain[ranked], kind="stable")]
     admitted = np.zeros_like(candidate)
     admitted[ranked[:limit]] = True
-    floor = float(ads_ev[ranked[limit - 1]]) if limit > 0 else float("inf")
+    floor = float(ads_gain[ranked[limit - 1]]) if limit > 0 else float("inf")
     return admitted, floor
 
 
@@ -438,9 +444,11 @@ def route_batch(
         policy,
         None if ads_ev_floor is not None else ads_limit(policy, len(ads_ev)),
     )
+    # What an ad adds over the visitor's fallback: the email they would get, or nothing.
+    ads_gain = ads_ev - np.where(email_worth, email_ev, 0.0)
     admitted, floor = _ads_admitted(
         prefers_ads & open_,
-        ads_ev,
+        ads_gain,
         policy,
         ads_ev_floor,
         reserved=int(np.count_nonzero(explored.ads_treated)),
