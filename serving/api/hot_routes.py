@@ -32,7 +32,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from serving.api.asgi import send_json
 from serving.api.body_limit import ContentLengthLimit
-from serving.api.metrics import MetricsMiddleware, RequestRecorder
+from serving.api.metrics import CLIENT_CLOSED, MetricsMiddleware, RequestRecorder
 
 #: A hot route's handler: the JSON body of its 200 answer, or an exception for the app's
 #: exception handlers.
@@ -43,9 +43,6 @@ Answer = Callable[[Scope, Receive], Awaitable[bytes]]
 LOOKUP_ROUTE = "/v1/visitors/{visitor_id}"
 EVENTS_ROUTE = "/v1/events"
 _LOOKUP_PREFIX = LOOKUP_ROUTE.removesuffix("{visitor_id}")
-#: nginx's code for a client that went away before its answer; only ever in the metrics.
-_CLIENT_CLOSED = 499
-
 
 #: The middleware whose effect the hot routes reproduce: the body limit
 #: (``declared_size_within``, larger bodies take the stack) and the request metrics.
@@ -133,7 +130,7 @@ class HotRoutes:
         try:
             body = await answer(scope, receive)
         except ClientDisconnect:
-            status = _CLIENT_CLOSED  # nobody to answer
+            status = CLIENT_CLOSED  # nobody to answer
         except Exception as exc:
             response = await self._error_response(scope, receive, exc)
             status = response.status_code

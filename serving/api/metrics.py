@@ -7,10 +7,14 @@ import time
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 #: Requests handled together by one re-score (at most ``serving.event_batch_max``).
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256)
+#: The status nginx logs for a client that closed the connection before the answer: nobody
+#: is answered, and it is the caller's doing, not a server error.
+CLIENT_CLOSED = 499
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 
 
@@ -122,6 +126,10 @@ class MetricsMiddleware:
 
         try:
             await self.app(scope, receive, send_with_status)
+        except ClientDisconnect:
+            # Gone mid-body (a chunked body is read inside the route): nobody to answer, so
+            # neither a 500 nor an ERROR line in the log.
+            status = CLIENT_CLOSED
         finally:
             route: Any = scope.get("route")
             path = getattr(route, "path", "unmatched")

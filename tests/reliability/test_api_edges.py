@@ -140,3 +140,51 @@ def test_a_boolean_number_is_refused_naming_the_field(live: TestClient, field: s
     assert answer.json()["errors"] == [
         {"location": f"body.events.0.{field}", "message": "true is not a number or text"}
     ]
+
+
+@pytest.mark.parametrize("framing", ["chunked", "content-length"])
+def test_a_client_gone_mid_body_is_counted_499_not_500(
+    live: TestClient, framing: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Found by the hostile run: a chunked POST cut off mid-body was logged at ERROR and
+    counted 500, the same cut with a Content-Length 499."""
+    import asyncio
+
+    part = b'{"visitor_id": "v-gone", "events": ['
+    framing_header = (
+        (b"transfer-encoding", b"chunked")
+        if framing == "chunked"
+        else (b"content-length", str(len(part) + 50).encode())
+    )
+    headers = [(b"content-type", b"application/json"), framing_header]
+    headers += [(k.lower().encode(), v.encode()) for k, v in KEY.items()]
+    scope = {
+        "type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST",
+        "scheme": "http", "path": "/v1/events", "raw_path": b"/v1/events", "query_string": b"",
+        "root_path": "", "headers": headers, "client": ("127.0.0.1", 1), "server": ("t", 80),
+    }  # fmt: skip
+    messages = [{"type": "http.request", "body": part, "more_body": True}]
+    sent: list[dict[str, object]] = []
+
+    async def receive() -> dict[str, object]:
+        return messages.pop(0) if messages else {"type": "http.disconnect"}
+
+    async def send(message: dict[str, object]) -> None:
+        sent.append(message)
+
+    def closed() -> float:
+        text = live.get("/metrics", headers=KEY).text
+        return sum(
+            float(line.rsplit(" ", 1)[1])
+            for line in text.splitlines()
+            if line.startswith("propensity_requests_total")
+            and 'route="/v1/events"' in line
+            and 'status="499"' in line
+        )
+
+    before = closed()
+    with caplog.at_level("ERROR"):
+        asyncio.run(live.app(scope, receive, send))  # type: ignore[arg-type]
+    assert not any(m["type"] == "http.response.start" for m in sent)
+    assert closed() == before + 1
+    assert not [r for r in caplog.records if r.levelname == "ERROR"]
