@@ -56,9 +56,15 @@ Scalar = Annotated[Text | int | float | None, BeforeValidator(_not_a_boolean)]
 #: not a blank) and pydantic's and Python's (it is).
 NOT_BLANK = r"[^\t-\r\x1c-\x20\x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000\ufeff]"
 Given = Annotated[str, StringConstraints(max_length=MAX_TEXT_LENGTH, pattern=NOT_BLANK)]
+#: Blanks around an id are trimmed, as ingest trims them, so " v1 " online is the lake's "v1".
 VisitorId = Annotated[
     str,
-    StringConstraints(min_length=1, max_length=MAX_VISITOR_ID_LENGTH, pattern=VISITOR_ID_PATTERN),
+    StringConstraints(
+        strip_whitespace=True,
+        min_length=1,
+        max_length=MAX_VISITOR_ID_LENGTH,
+        pattern=VISITOR_ID_PATTERN,
+    ),
 ]
 
 

@@ -188,3 +188,14 @@ def test_a_client_gone_mid_body_is_counted_499_not_500(
     assert not any(m["type"] == "http.response.start" for m in sent)
     assert closed() == before + 1
     assert not [r for r in caplog.records if r.levelname == "ERROR"]
+
+
+def test_an_id_with_surrounding_blanks_is_trimmed_as_ingest_trims_it(live: TestClient) -> None:
+    """Ingest strips blanks around ids; the API kept them, so " v-trim " and "v-trim" were
+    two visitors online and one in the lake."""
+    body = {"visitor_id": "  v-trim ", "events": [event()]}
+    answer = live.post("/v1/events", json=body, headers=KEY)
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["score"]["visitor_id"] == "v-trim"
+    assert live.get("/v1/visitors/v-trim", headers=KEY).status_code == 200
+    assert live.get("/v1/visitors/%20v-trim%20", headers=KEY).json()["visitor_id"] == "v-trim"
