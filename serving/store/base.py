@@ -11,10 +11,19 @@ Data contract:
   order, at most ``keep`` per visitor;
 - a *run* (``RunInfo``) describes the batch run whose records are live.
 
-``publish`` replaces everything atomically: a new generation is written beside the live one
-and a pointer flips to it in one step, so readers see the old run or the new one, never a
-mix, and a crash mid-publish leaves the old run live (its leftovers are removed by the next
-publish). Real-time writes go to the live generation.
+``publish`` replaces the batch records and histories atomically: a new generation is written
+beside the live one and a pointer flips to it in one step, so readers see the old run or the
+new one, never a mix, and a crash mid-publish leaves the old run live (its leftovers are
+removed by the next publish). Real-time writes go to the live generation.
+
+Posted events survive a publish (``RunInfo.carry_window``): in the same atomic step the new
+generation takes the live one's posted events inside the new run's history window, with their
+versions. Those the lake already held are the batch history's too, and reading drops a posted
+event that repeats one there (``serving.store.history``), so none counts twice. A visitor
+with a carried event keeps its live record when the run did not score it (known only through
+the API, it stays known) or when an event is at or after the run's ``as_of`` (the live
+record is a real-time one that counts what the run could not see: a purchase posted after
+the cut still suppresses).
 """
 
 from __future__ import annotations
@@ -28,6 +37,7 @@ import orjson
 import polars as pl
 
 from features.definitions import FeatureConfig
+from serving.store.history import CarryWindow
 
 #: Posted events (JSON bytes each) to append to one visitor's state.
 Append = tuple[str, Sequence[bytes]]
@@ -68,6 +78,11 @@ class RunInfo:
         if self.feature_config is None:
             return None
         return self.as_of - self.feature_config.lookback
+
+    def carry_window(self) -> CarryWindow:
+        """Which posted events of the live generation publishing this run keeps: those its
+        histories' window reads (an earlier one no model of the run reads again)."""
+        return CarryWindow.of(self.as_of, self.history_start())
 
     @classmethod
     def from_json(cls, data: bytes | str) -> RunInfo:
@@ -123,7 +138,8 @@ class VisitorState:
 
 class ScoreStore(Protocol):
     def publish(self, run: RunInfo, chunks: Iterable[pl.DataFrame]) -> None:
-        """Replace every record and history by those of ``chunks``, atomically."""
+        """Replace every record and history by those of ``chunks``, atomically, carrying the
+        posted events and records the module doc says over from the live generation."""
         ...
 
     def current_run(self) -> RunInfo | None: ...

@@ -135,3 +135,40 @@ def _key(event: dict[str, Any]) -> tuple[Any, ...]:
         return _FIELDS(event)
     except KeyError:  # stored by a version that kept fewer fields
         return tuple(map(event.get, HISTORY_FIELDS))
+
+
+@dataclass(frozen=True)
+class CarryWindow:
+    """What a publish keeps of the live generation's posted events (``ScoreStore.publish``):
+    those at or after ``start`` (None: every one), in microseconds since the epoch; a visitor
+    with one at or after ``as_of`` (the new run could not see it) keeps its live record."""
+
+    start: int | None
+    as_of: int
+
+    @classmethod
+    def of(cls, run_as_of: datetime, history_start: datetime | None) -> CarryWindow:
+        start = None if history_start is None else to_micros(history_start)
+        return cls(start, to_micros(run_as_of))
+
+    def carried(self, posted: Sequence[bytes]) -> tuple[list[bytes], bool]:
+        """The posted events the next generation keeps, in order, and whether one is at or
+        after ``as_of``. An event that is not a stored event is kept only without a
+        ``start`` (it has no time to judge by)."""
+        kept: list[bytes] = []
+        late = False
+        for raw in posted:
+            time = _event_time(raw)
+            if self.start is None or (time is not None and time >= self.start):
+                kept.append(raw)
+                late = late or (time is not None and time >= self.as_of)
+        return kept, late
+
+
+def _event_time(raw: bytes) -> int | None:
+    try:
+        event = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return None
+    time = event.get("event_time") if isinstance(event, dict) else None
+    return time if type(time) is int else None

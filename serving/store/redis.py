@@ -4,10 +4,13 @@ Keys under ``<prefix>:``: ``current`` (live generation), ``run`` (its ``RunInfo`
 (every generation ever started, so a crashed publish is cleaned up later), and per generation
 ``g<g>:r:<visitor>`` (record), ``g<g>:h:<visitor>`` (batch history), ``g<g>:e:<visitor>``
 (list of posted events), ``g<g>:v:<visitor>`` (events ever appended: the state's version),
-``g<g>:x:<visitor>`` (the model inputs of a record whose explanation is pending).
-Publishing writes the new generation's keys in pipelined chunks, then flips ``current`` and
-``run`` in one MULTI transaction, then unlinks the old keys. Reads, appends and conditional
-writes resolve the generation inside a Lua script: one round trip, never a torn read.
+``g<g>:x:<visitor>`` (the model inputs of a record whose explanation is pending),
+``g<g>:touched`` (the visitors posted to).
+Publishing writes the new generation's keys in pipelined chunks, carries the posted events and
+records the new run keeps (``serving.store.base``) in batches, then in one script carries those
+of visitors posted to meanwhile and flips ``current`` and ``run``, then unlinks the old keys.
+Reads, appends and conditional writes resolve the generation inside a Lua script: one round
+trip, never a torn read.
 """
 
 from __future__ import annotations
@@ -52,11 +55,72 @@ local g = redis.call('GET', KEYS[1]) or '0'
 local base = ARGV[1] .. ':g' .. g
 local key = base .. ':e:' .. ARGV[2]
 for i = 4, #ARGV do redis.call('RPUSH', key, ARGV[i]) end
+redis.call('SADD', base .. ':touched', ARGV[2])
 redis.call('LTRIM', key, -tonumber(ARGV[3]), -1)
 local version = redis.call('INCRBY', base .. ':v:' .. ARGV[2], #ARGV - 3)
 return {redis.call('GET', base .. ':r:' .. ARGV[2]), redis.call('GET', base .. ':h:' .. ARGV[2]),
         redis.call('LRANGE', key, 0, -1), tostring(version)}
 """
+#: Carry one visitor's posted events and record from the live generation into the new one
+#: (``serving.store.base``) at ``version``; ``ob``/``nb`` are the two generations' bases.
+_CARRY = """
+local function carry(v, version)
+  local events = redis.call('LRANGE', ob .. ':e:' .. v, 0, -1)
+  redis.call('DEL', nb .. ':e:' .. v)
+  local any, late = false, false
+  for _, raw in ipairs(events) do
+    local ok, event = pcall(cjson.decode, raw)
+    local t = ok and type(event) == 'table' and tonumber(event['event_time']) or nil
+    if start == nil or (t ~= nil and t >= start) then
+      redis.call('RPUSH', nb .. ':e:' .. v, raw)
+      any = true
+      late = late or (t ~= nil and t >= as_of)
+    end
+  end
+  redis.call('SET', nb .. ':v:' .. v, version)
+  if not any then return end
+  local record = redis.call('GET', ob .. ':r:' .. v)
+  if record and (late or redis.call('EXISTS', nb .. ':r:' .. v) == 0) then
+    redis.call('SET', nb .. ':r:' .. v, record)
+    local pending = redis.call('GET', ob .. ':x:' .. v)
+    if pending then redis.call('SET', nb .. ':x:' .. v, pending)
+    else redis.call('DEL', nb .. ':x:' .. v) end
+  end
+end
+"""
+#: ``publish``'s first pass carries the visitors of ARGV[6..]; its switch carries those
+#: appended to since (their version moved on), then flips ``current`` and ``run``, all in
+#: one step. ARGV: prefix, live and new generation, window start ('' for none), as_of.
+_CARRY_HEAD = """
+local ob = ARGV[1] .. ':g' .. ARGV[2]
+local nb = ARGV[1] .. ':g' .. ARGV[3]
+local start = tonumber(ARGV[4])
+local as_of = tonumber(ARGV[5])
+-- One past the live version: a re-score that read its state before the switch (another
+-- batch history) finds its version gone and leaves the new run's record be.
+local function next_version(v)
+  return tostring(tonumber(redis.call('GET', ob .. ':v:' .. v) or '0') + 1)
+end
+"""
+_CARRY_SOME = (
+    _CARRY_HEAD
+    + _CARRY
+    + """
+for i = 6, #ARGV do carry(ARGV[i], next_version(ARGV[i])) end
+"""
+)
+_SWITCH = (
+    _CARRY_HEAD
+    + _CARRY
+    + """
+for _, v in ipairs(redis.call('SMEMBERS', ob .. ':touched')) do
+  local version = next_version(v)
+  if redis.call('GET', nb .. ':v:' .. v) ~= version then carry(v, version) end
+end
+redis.call('SET', KEYS[1], ARGV[3])
+redis.call('SET', KEYS[2], ARGV[6])
+"""
+)
 _PUT = """
 local g = redis.call('GET', KEYS[1]) or '0'
 local base = ARGV[1] .. ':g' .. g
@@ -93,6 +157,8 @@ class RedisScoreStore:
         self._put = client.register_script(_PUT)
         self._lookup = client.register_script(_LOOKUP)
         self._put_explained = client.register_script(_PUT_EXPLAINED)
+        self._carry_some = client.register_script(_CARRY_SOME)
+        self._switch = client.register_script(_SWITCH)
 
     @classmethod
     def connect(
@@ -129,10 +195,22 @@ class RedisScoreStore:
                 if history is not None:
                     pipe.set(self._key(generation, "h", visitor_id), history)
             pipe.execute()
-        flip = self.client.pipeline(transaction=True)
-        flip.set(self._current_key, generation)
-        flip.set(f"{self.prefix}:run", run.to_json())
-        flip.execute()
+        live = int(self.client.get(self._current_key) or 0)
+        window = run.carry_window()
+        head = [self.prefix, live, generation, "" if window.start is None else window.start]
+        head.append(window.as_of)
+        # Most posted events are carried in batches before the switch, so that the switch,
+        # which blocks Redis, only carries the visitors posted to meanwhile.
+        posted = f"{self.prefix}:g{live}:e:"
+        visitors: list[str] = []
+        for key in self.client.scan_iter(match=f"{posted}*", count=10_000):
+            visitors.append(key.decode()[len(posted) :])
+            if len(visitors) >= 1_000:
+                self._carry_some(args=[*head, *visitors])
+                visitors.clear()
+        if visitors:
+            self._carry_some(args=[*head, *visitors])
+        self._switch(keys=[self._current_key, f"{self.prefix}:run"], args=[*head, run.to_json()])
         self._drop_other_generations(generation)
 
     def _drop_other_generations(self, keep: int) -> None:

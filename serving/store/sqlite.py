@@ -4,8 +4,9 @@ Each published run is a *generation*: tables ``scores_<g>`` (visitor_id, record,
 inputs of a pending explanation) and
 ``events_<g>`` (posted events). The view ``scores`` points at the live generation; publishing
 writes the new tables in several short transactions (readers and real-time writers are not
-blocked), then recreates the view and the ``current`` pointer in one transaction: SQLite DDL
-is transactional, so the switch is atomic. Old and orphaned generations are dropped after.
+blocked), then, in one transaction, copies the posted events and records the new run keeps
+(``serving.store.base``) and recreates the view and the ``current`` pointer: SQLite DDL is
+transactional, so the switch is atomic. Old and orphaned generations are dropped after.
 For the API, a background thread copies the WAL into the database (``serving.store.wal``).
 
 One connection per thread (FastAPI runs plain ``def`` routes in a thread pool). Real-time
@@ -34,6 +35,7 @@ from serving.store.base import (
     StoreUnavailable,
     VisitorState,
 )
+from serving.store.history import CarryWindow
 from serving.store.wal import WalCheckpointer
 
 log = logging.getLogger(__name__)
@@ -168,10 +170,52 @@ class SqliteScoreStore:
                     rows,
                 )
         with db:
+            # The write lock from here to the switch: no posted event lands between the
+            # carry and the switch, so none is left behind in the old generation.
             db.execute("BEGIN IMMEDIATE")
+            live = self._current(db)
+            if live is not None and live != generation:
+                self._carry_posted(db, live, generation, run.carry_window())
             self._switch(db, generation)
             db.execute("INSERT OR REPLACE INTO meta VALUES ('run', ?)", (run.to_json(),))
         self._drop_other_generations(db, generation)
+
+    @staticmethod
+    def _carry_posted(
+        db: sqlite3.Connection, live: int, generation: int, window: CarryWindow
+    ) -> None:
+        """Copy ``live``'s posted events inside ``window`` and the live records those
+        visitors keep (``serving.store.base``) into ``generation``; the caller holds the
+        write lock. The copies are numbered after every event of ``live``: a re-score that
+        read its state before the switch (another batch history) finds its version gone and
+        leaves the new run's record be."""
+        live_scores, live_events = _tables(live)
+        scores, events = _tables(generation)
+        (top,) = db.execute(f"SELECT coalesce(max(seq), 0) FROM {live_events}").fetchone()
+        db.execute("INSERT INTO sqlite_sequence (name, seq) VALUES (?, ?)", (events, top))
+        time = "json_extract(CAST(event AS TEXT), '$.event_time')"
+        kept = f"(? IS NULL OR (json_valid(CAST(event AS TEXT)) AND {time} >= ?))"
+        db.execute(
+            f"INSERT INTO {events} (visitor_id, event) "
+            f"SELECT visitor_id, event FROM {live_events} WHERE {kept} ORDER BY seq",
+            (window.start, window.start),
+        )
+        # Known only through the API: the run has no record of them.
+        db.execute(
+            f"INSERT OR IGNORE INTO {scores} (visitor_id, record, unexplained) "
+            f"SELECT visitor_id, record, unexplained FROM {live_scores} "
+            f"WHERE visitor_id IN (SELECT visitor_id FROM {events})"
+        )
+        # An event the run could not see: the live (real-time) record counts it.
+        db.execute(
+            f"UPDATE {scores} SET (record, unexplained) = "
+            f"(SELECT record, unexplained FROM {live_scores} l "
+            f"WHERE l.visitor_id = {scores}.visitor_id) "
+            f"WHERE visitor_id IN (SELECT visitor_id FROM {events} "
+            f"WHERE json_valid(CAST(event AS TEXT)) AND {time} >= ?) "
+            f"AND visitor_id IN (SELECT visitor_id FROM {live_scores})",
+            (window.as_of,),
+        )
 
     def _drop_other_generations(self, db: sqlite3.Connection, keep: int) -> None:
         names = [

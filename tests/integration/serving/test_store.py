@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import orjson
 import polars as pl
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from features.definitions import FeatureConfig
+from features.rows import to_micros
 from serving.store.base import RecordWrite, RunInfo, ScoreStore, StoredRecord
 from serving.store.redis import RedisScoreStore
 from serving.store.sqlite import SqliteScoreStore
@@ -30,6 +33,12 @@ def _run(run_id: str, visitors: int) -> RunInfo:
         decile_cuts=(0.1,) * 9,
         ads_ev_floor=None,
     )
+
+
+def _windowed_run(run_id: str, visitors: int) -> RunInfo:
+    """A run whose histories reach back 30 days: a posted event outside them (or with no
+    time) is not carried into it."""
+    return RunInfo(**{**_run(run_id, visitors).__dict__, "feature_config": FeatureConfig()})
 
 
 def _chunk(ids: list[str], tag: str) -> pl.DataFrame:
@@ -65,13 +74,59 @@ def test_publish_then_read(store: ScoreStore) -> None:
     assert state.batch_history == b"[]" and list(state.posted_events) == []
 
 
-def test_a_new_run_replaces_the_old_one_whole(store: ScoreStore) -> None:
+def test_a_new_run_replaces_the_old_ones_records_whole(store: ScoreStore) -> None:
     store.publish(_run("r1", 2), [_chunk(["a", "b"], "1")])
-    store.append_events("a", [b"e1"], keep=10)
     store.publish(_run("r2", 1), [_chunk(["b"], "2")])
     assert store.get_record("a") is None
     assert store.get_record("b") == b'{"v":"b","t":"2"}'
-    assert list(store.get_state("a").posted_events) == []
+
+
+def _posted(at: datetime) -> bytes:
+    return orjson.dumps({"event_time": to_micros(at), "event_name": "page_view"})
+
+
+def test_posted_events_survive_a_publish_and_so_do_visitors_known_only_by_them(
+    store: ScoreStore,
+) -> None:
+    """Issue 24, item 13: the publish replaced the store whole, so a visitor seen only
+    through ``POST /v1/events`` answered 404 after the next batch run, and a purchase posted
+    after the run's cut no longer suppressed."""
+    store.publish(_run("r1", 2), [_chunk(["in-run", "late"], "1")])
+    after_cut, in_window = AS_OF + timedelta(hours=1), AS_OF - timedelta(days=1)
+    posted = {
+        "online-only": [_posted(after_cut)],  # the run never saw this visitor
+        "late": [_posted(in_window), _posted(after_cut)],  # an event after the cut
+        "in-run": [_posted(in_window)],  # the lake holds it: the run's record counts it
+        "old": [_posted(AS_OF - timedelta(days=90))],  # no model of the run reads it
+    }
+    versions = {}
+    for visitor, events in posted.items():
+        versions[visitor] = store.append_events(visitor, events, keep=10).version
+        store.put_record(visitor, f'{{"rt":"{visitor}"}}'.encode())
+    store.publish(_windowed_run("r2", 2), [_chunk(["in-run", "late"], "2")])
+
+    assert store.get_record("online-only") == b'{"rt":"online-only"}'
+    assert store.get_record("late") == b'{"rt":"late"}'
+    assert store.get_record("in-run") == b'{"v":"in-run","t":"2"}'
+    assert store.get_record("old") is None  # known only by events no model reads again
+    for visitor in ("online-only", "late", "in-run"):
+        assert list(store.get_state(visitor).posted_events) == posted[visitor]
+    assert list(store.get_state("old").posted_events) == []
+    # A re-score that read its state before the switch holds another batch history.
+    assert not store.put_record("in-run", b"{}", if_version=versions["in-run"])
+    state = store.get_state("in-run")
+    assert state.version > versions["in-run"]
+    assert store.put_record("in-run", b'{"v":"rescored"}', if_version=state.version)
+    later = store.append_events("late", [_posted(after_cut)], keep=10)
+    assert list(later.posted_events) == [*posted["late"], _posted(after_cut)]
+
+
+def test_posted_events_before_any_run_survive_the_first_publish(store: ScoreStore) -> None:
+    store.append_events("early", [_posted(AS_OF + timedelta(minutes=1))], keep=5)
+    store.put_record("early", b'{"rt":"early"}')
+    store.publish(_run("r1", 1), [_chunk(["a"], "1")])
+    assert store.get_record("early") == b'{"rt":"early"}'
+    assert len(store.get_state("early").posted_events) == 1
 
 
 def test_a_crash_mid_publish_leaves_the_previous_run(store: ScoreStore) -> None:
@@ -147,7 +202,8 @@ def test_a_batch_is_applied_as_its_requests_one_by_one(
     """``append_many``: each request's state is the one it would have alone, in order (a
     visitor named twice sees its own events, then the next's), trimmed to ``keep``;
     ``put_records`` stores exactly the writes whose version is still the visitor's."""
-    store.publish(_run(f"r{uuid.uuid4().hex}", 2), [_chunk(["a", "b"], "batch")])
+    # A fresh start: events without a time are not carried into the run.
+    store.publish(_windowed_run(f"r{uuid.uuid4().hex}", 2), [_chunk(["a", "b"], "batch")])
     expected: dict[str, list[bytes]] = {}
     records = {v: _chunk([v], "batch")["record"][0] for v in "ab"}
     latest: dict[str, int] = {}
