@@ -1,4 +1,8 @@
-"""Purchase labels: did the visitor buy in ``(as_of + gap, as_of + gap + horizon]``?
+"""Purchase labels: did the visitor buy in ``[as_of + gap, as_of + gap + horizon)``?
+
+Features read ``[T - lookback, T)`` (``features.definitions``) and labels ``[T, T + horizon)``
+(no gap): the windows partition time, so every event is in exactly one of them, and a
+purchase stamped at the cut itself (a day-stamped order on the cut day) is a label.
 
 An order is a distinct ``transaction_id`` among purchase rows in the label window.
 Refunds handled: an order whose refund rows *in the same window* add up to at least its
@@ -21,7 +25,7 @@ _PURCHASE, _REFUND = EventName.PURCHASE.value, EventName.REFUND.value
 
 
 def label_window(as_of: datetime, gap: timedelta, horizon: timedelta) -> tuple[int, int]:
-    """``(lo, hi)`` in epoch microseconds; the window is ``lo < event_us <= hi``."""
+    """``(lo, hi)`` in epoch microseconds; the window is ``lo <= event_us < hi``."""
     lo = to_micros(as_of) + micros(gap)
     return lo, lo + micros(horizon)
 
@@ -36,7 +40,7 @@ def build_labels(
     lo, hi = label_window(as_of, gap, horizon)
     event, revenue = nw.col("event_name"), nw.col("revenue")
     window = events.filter(
-        (nw.col("event_us") > lo) & (nw.col("event_us") <= hi) & event.is_in([_PURCHASE, _REFUND])
+        (nw.col("event_us") >= lo) & (nw.col("event_us") < hi) & event.is_in([_PURCHASE, _REFUND])
     )
     orders = window.group_by("visitor_id", "transaction_id").agg(
         purchase_rows=(event == _PURCHASE).cast(nw.Int64).sum(),

@@ -1,6 +1,10 @@
 """Where a lake's training snapshots go, and which settings fit a lake too short for them.
 
-Pure functions of the lake's first and last event times. A plan needs three snapshots at
+Pure functions of the lake's first and last event times. Cuts are either stated (a test cut,
+optionally a validation cut and training cuts: ``stated_cuts``) or follow the start/slide
+rule (``snapshot_span``). Either way the first cut falls on the shop's local midnight, and
+a cut's label window ``[T, T + horizon)`` is measured in absolute time (a day-light saving
+change inside it moves nothing). A plan needs three snapshots at
 least (test, validation, train), one ``slide`` apart, each with its whole ``lookback`` of
 events before it and its whole ``horizon`` of labels after it, and label windows that do not
 reach the next snapshot (``slide >= horizon``, the rule ``training.data.split_cutoffs``
@@ -10,8 +14,9 @@ first snapshot falls on a whole day.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta, tzinfo
 
 DAY = timedelta(days=1)
 #: The shortest lookback a suggestion proposes (a week: every weekday seen once).
@@ -33,22 +38,153 @@ class Windows:
         )
 
 
-def whole_day(moment: datetime, *, up: bool) -> datetime:
-    day = moment.replace(hour=0, minute=0, second=0, microsecond=0)
-    return day + DAY if up and day != moment else day
+def whole_day(moment: datetime, *, up: bool, zone: tzinfo = UTC) -> datetime:
+    """The local midnight in ``zone`` on or after (``up``) or on or before ``moment``."""
+    local = moment.astimezone(zone)
+    day = local.replace(hour=0, minute=0, second=0, microsecond=0)
+    if up and day != local:
+        day += DAY  # wall-clock arithmetic in the zone: the next local midnight
+    return day
 
 
 def snapshot_span(
-    first: datetime, last: datetime, windows: Windows, max_snapshots: int
+    first: datetime, last: datetime, windows: Windows, max_snapshots: int, zone: tzinfo = UTC
 ) -> tuple[datetime, datetime] | None:
     """(first snapshot, last possible snapshot) of the latest snapshots that fit the lake,
-    or None when fewer than three fit or label windows would reach the next snapshot."""
+    or None when fewer than three fit or label windows would reach the next snapshot. The
+    first snapshot is a local midnight in ``zone``; the later ones follow it by ``slide``."""
     if windows.slide < windows.horizon:
         return None
     end = last - windows.horizon
     start = max(first + windows.lookback, end - windows.slide * (max_snapshots - 1))
-    start = whole_day(start, up=True)
+    start = whole_day(start, up=True, zone=zone)
     return (start, end) if start <= end - windows.slide * 2 else None
+
+
+class CutRefused(ValueError):
+    """A stated cut the plan cannot use; the message names the cut and why, ``hint`` the fix."""
+
+    def __init__(self, message: str, hint: str | None) -> None:
+        super().__init__(message)
+        self.hint = hint
+
+
+@dataclass(frozen=True)
+class StatedCuts:
+    """Cuts a user gave (aware datetimes in the shop's zone); the missing ones are derived."""
+
+    test: datetime | None = None
+    validation: datetime | None = None
+    train: tuple[datetime, ...] = ()
+
+    def __bool__(self) -> bool:
+        return self.test is not None or self.validation is not None or bool(self.train)
+
+
+def _shown(moment: datetime) -> str:
+    return moment.isoformat()
+
+
+def _ends(cut: datetime, span: timedelta) -> datetime:
+    """``cut + span`` in absolute time, shown in the cut's own zone."""
+    return (cut.astimezone(UTC) + span).astimezone(cut.tzinfo)
+
+
+def _days(span: timedelta) -> str:
+    return f"{span.days}-day" if span % DAY == timedelta(0) else str(span)
+
+
+def _refuse_leak(cut: datetime, role: str, later: datetime, later_role: str, h: timedelta) -> None:
+    """The leak rule: a cut's label window ``[cut, cut + h)`` must end by the next part's cut."""
+    if _ends(cut, h) > later:
+        raise CutRefused(
+            f"{role} cut {_shown(cut)}: its {_days(h)} label window [{_shown(cut)}, "
+            f"{_shown(_ends(cut, h))}) reaches past the {later_role} cut {_shown(later)}, so "
+            f"{role} labels would overlap the {later_role} period (a leak)",
+            f"state {role} cuts on or before {_shown(_ends(later, -h))} (the {later_role} cut "
+            "minus the horizon)",
+        )
+
+
+def _refuse_short_history(cut: datetime, role: str, first: datetime, lookback: timedelta) -> None:
+    if cut - lookback < first:
+        raise CutRefused(
+            f"{role} cut {_shown(cut)}: its {_days(lookback)} lookback starts before the lake's "
+            f"first event {_shown(first.astimezone(cut.tzinfo))}, so its features would miss "
+            "history",
+            f"state a cut on or after {_shown(first.astimezone(cut.tzinfo) + lookback)} or "
+            "shorten PROPENSITY_SNAPSHOTS__LOOKBACK",
+        )
+
+
+def stated_cuts(
+    first: datetime,
+    last: datetime,
+    windows: Windows,
+    stated: StatedCuts,
+    max_snapshots: int,
+) -> list[datetime]:
+    """Every cut of a plan with stated cuts, oldest first (aware, in the stated zone).
+
+    A test cut is required; a missing validation cut is the test cut minus ``slide``, and
+    missing training cuts step back from the validation cut by ``slide`` while their
+    lookback fits the lake (``max_snapshots`` in all), each rounded down to local midnight.
+    A stated cut is refused (``CutRefused``, naming it) when its label window reaches past
+    the next part's cut, its lookback starts before the lake, or the test labels end after
+    the lake's last event; nothing stated is dropped silently."""
+    if stated.test is None:
+        raise CutRefused(
+            "a validation or training cut was stated without a test cut",
+            "add --test-as-of (PROPENSITY_SNAPSHOTS__TEST_AS_OF): the other cuts are placed "
+            "before it",
+        )
+    test, zone = stated.test, stated.test.tzinfo or UTC
+    if _ends(test, windows.horizon) > last:
+        raise CutRefused(
+            f"test cut {_shown(test)}: its {_days(windows.horizon)} label window ends "
+            f"{_shown(_ends(test, windows.horizon))}, after the lake's last event "
+            f"{_shown(last.astimezone(zone))}, so the test labels are not all observed",
+            f"state a test cut on or before {_shown(last.astimezone(zone) - windows.horizon)}",
+        )
+    # Derived cuts step back by at least a horizon in absolute time, then down to midnight:
+    # a day-light saving change between them cannot make a label window reach the next cut.
+    step = max(windows.slide, windows.horizon)
+    validation = stated.validation or whole_day(_ends(test, -step), up=False, zone=zone)
+    _refuse_leak(validation, "validation", test, "test", windows.horizon)
+    train = sorted(set(stated.train)) or _derived_training(
+        first, validation, windows, max_snapshots - 2
+    )
+    if not train:
+        raise CutRefused(
+            f"no training cut fits before the validation cut {_shown(validation)}: one needs "
+            f"its {_days(windows.lookback)} lookback after the lake's first event "
+            f"{_shown(first.astimezone(zone))} and its label window ending by the validation cut",
+            "state an earlier --validation-as-of, a shorter lookback, or ingest more history",
+        )
+    for cut in train:
+        _refuse_leak(cut, "training", validation, "validation", windows.horizon)
+    roles = [*((c, "training") for c in train), (validation, "validation"), (test, "test")]
+    for cut, role in roles:
+        _refuse_short_history(cut, role, first, windows.lookback)
+    return [*train, validation, test]
+
+
+def _derived_training(
+    first: datetime, validation: datetime, windows: Windows, most: int
+) -> list[datetime]:
+    """Training cuts one ``slide`` apart before the validation cut, whose lookback fits."""
+    zone, cuts = validation.tzinfo or UTC, list[datetime]()
+    step = max(windows.slide, windows.horizon)
+    cut = whole_day(_ends(validation, -step), up=False, zone=zone)
+    while len(cuts) < most and cut - windows.lookback >= first:
+        cuts.append(cut)
+        cut = whole_day(_ends(cut, -step), up=False, zone=zone)
+    return sorted(cuts)
+
+
+def describe_cuts(cuts: Sequence[datetime]) -> str:
+    """Cuts for a log line or a run param: ISO 8601 with their offset, comma-separated."""
+    return ",".join(_shown(c) for c in cuts)
 
 
 def fitting_windows(first: datetime, last: datetime, wanted: Windows) -> Windows | None:

@@ -1,12 +1,13 @@
 """Labelled training snapshots, in the spirit of Google's ML Windowing Pipeline.
 
-For each snapshot time T in ``start, start + slide, ... <= end``:
+For each snapshot time T in ``cuts`` when they are stated, else in
+``start, start + slide, ... <= end`` (absolute time):
 
 - features as of ``T - lookback_gap`` over the ``lookback`` before it (``features.batch``);
 - population: visitors with at least ``min_events`` event rows in that lookback, minus, when
   ``exclude_purchased_within`` is set, visitors with a purchase row in
   ``[T - exclude_purchased_within, T)``;
-- label: a counted order in ``(T + prediction_gap, T + prediction_gap + horizon]``
+- label: a counted order in ``[T + prediction_gap, T + prediction_gap + horizon)``
   (``features.labels``; fully refunded orders do not count).
 
 Output grain: one row per (visitor_id, as_of) with ``as_of`` = T, ``FEATURE_COLUMNS`` and
@@ -15,7 +16,7 @@ Output grain: one row per (visitor_id, as_of) with ``as_of`` = T, ``FEATURE_COLU
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 import narwhals as nw
@@ -54,6 +55,10 @@ class SnapshotConfig(BaseModel):
     min_events: int = Field(1, ge=1, description="event rows in the lookback to be included")
     session_timeout: timedelta = Field(timedelta(minutes=30), gt=timedelta(0))
     local_time_offset: timedelta = timedelta(0)
+    cuts: tuple[datetime, ...] | None = Field(
+        None, description="stated snapshot times (aware; oldest first); None: start/slide/end"
+    )
+    timezone: str = Field("UTC", description="the shop's IANA zone the cuts were stated in")
 
     @model_validator(mode="after")
     def _check_times(self) -> SnapshotConfig:
@@ -61,6 +66,11 @@ class SnapshotConfig(BaseModel):
             raise ValueError("start and end must be timezone-aware")
         if self.end < self.start:
             raise ValueError(f"end {self.end} is before start {self.start}")
+        if self.cuts is not None:
+            if not self.cuts or any(c.tzinfo is None for c in self.cuts):
+                raise ValueError("cuts must be timezone-aware, and one at least")
+            if list(self.cuts) != sorted(set(self.cuts)):
+                raise ValueError("cuts must be distinct and oldest first")
         return self
 
     @property
@@ -72,7 +82,11 @@ class SnapshotConfig(BaseModel):
         )
 
     def snapshot_times(self) -> list[datetime]:
-        times, moment = [], self.start
+        """Snapshot times in UTC: the stated cuts, or ``start`` and every ``slide`` after it."""
+        if self.cuts is not None:
+            return [c.astimezone(UTC) for c in self.cuts]
+        # In UTC, so that the slide is absolute time whatever zone ``start`` was given in.
+        times, moment = [], self.start.astimezone(UTC)
         while moment <= self.end:
             times.append(moment)
             moment += self.slide
@@ -84,7 +98,7 @@ class SnapshotConfig(BaseModel):
         reach_back = max(
             self.lookback + self.lookback_gap, self.exclude_purchased_within or timedelta(0)
         )
-        label_end = self.prediction_gap + self.horizon + timedelta(microseconds=1)
+        label_end = self.prediction_gap + self.horizon
         return times[0] - reach_back, times[-1] + label_end
 
 

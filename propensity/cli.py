@@ -23,7 +23,7 @@ from typer.core import TyperGroup
 from typer.exceptions import TyperException
 
 from propensity.logs import configure_logging
-from propensity.settings import Settings, describe_settings_error
+from propensity.settings import Settings, SnapshotSettings, describe_settings_error
 from propensity.views import (
     files_table,
     ingest_table,
@@ -83,6 +83,23 @@ err = Console(stderr=True)
 log = logging.getLogger(__name__)
 
 JsonOption = Annotated[bool, typer.Option("--json", help="print one JSON object on stdout")]
+_CUT_HELP = "(a date is the shop's local midnight in SNAPSHOTS__TIMEZONE; ISO 8601)"
+TestCutOption = Annotated[
+    str | None, typer.Option("--test-as-of", help=f"the test cut {_CUT_HELP}")
+]
+ValidationCutOption = Annotated[
+    str | None,
+    typer.Option(
+        "--validation-as-of", help=f"the validation cut [default: test cut - slide] {_CUT_HELP}"
+    ),
+]
+TrainCutsOption = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--train-as-of",
+        help="a training cut, repeatable [default: back from the validation cut by the slide]",
+    ),
+]
 
 
 def _settings() -> Settings:
@@ -92,6 +109,30 @@ def _settings() -> Settings:
         raise _fail(describe_settings_error(invalid)) from None
     configure_logging(settings.log_level)
     return settings
+
+
+def _with_cuts(
+    settings: Settings, test: str | None, validation: str | None, train: list[str] | None
+) -> Settings:
+    """The settings with the cuts given on the command line in place of the configured ones."""
+    given: dict[str, object] = {
+        name: value
+        for name, value in (
+            ("test_as_of", test), ("validation_as_of", validation), ("train_as_of", train)
+        )
+        if value
+    }  # fmt: skip
+    if not given:
+        return settings
+    try:
+        snapshots = SnapshotSettings.model_validate({**settings.snapshots.model_dump(), **given})
+    except ValidationError as invalid:
+        problems = "; ".join(
+            f"--{str(p['loc'][0]).replace('_', '-')}: {p['msg']}" for p in invalid.errors()
+        )
+        hint = "give a date (2011-09-01) or an ISO 8601 time"
+        raise _fail(f"invalid cut: {problems}", hint) from None
+    return settings.model_copy(update={"snapshots": snapshots})
 
 
 def _json_requested() -> bool:
@@ -305,13 +346,24 @@ def train(
     truth: Annotated[
         Path | None, typer.Option(help="simulator truth.parquet: report the best achievable AUC")
     ] = None,
+    test_as_of: TestCutOption = None,
+    validation_as_of: ValidationCutOption = None,
+    train_as_of: TrainCutsOption = None,
     as_json: JsonOption = False,
 ) -> None:
-    """Train baselines and LightGBM on time-split snapshots; register the best as challenger."""
+    """Train baselines and LightGBM on time-split snapshots; register the best as challenger.
+
+    The cuts are stated (--test-as-of, --validation-as-of, --train-as-of) or follow the
+    start/slide rule: the latest snapshots, one SNAPSHOTS__SLIDE apart, that fit the lake."""
     from propensity import jobs
     from training.train import train_from_table
 
-    settings = _settings()
+    settings = _with_cuts(_settings(), test_as_of, validation_as_of, train_as_of)
+    if table is not None and settings.snapshots.stated_cuts():
+        raise _fail(
+            "cuts are stated for the lake's snapshots; a --table's cutoffs are its time column",
+            "drop --table, or filter the table's rows to the cutoffs wanted",
+        )
     with err.status("training: snapshots, baselines, LightGBM, calibration, report"):
         try:
             if table is not None:
@@ -682,6 +734,9 @@ def retrain(
     contacts: Annotated[
         list[Path] | None, typer.Option(help="new contact file(s) to ingest first")
     ] = None,
+    test_as_of: TestCutOption = None,
+    validation_as_of: ValidationCutOption = None,
+    train_as_of: TrainCutsOption = None,
     as_json: JsonOption = False,
 ) -> None:
     """Ingest what is new, train, and promote the challenger only if it beats the champion.
@@ -692,7 +747,7 @@ def retrain(
     from propensity.retrain import RetrainFailed
     from propensity.retrain import retrain as run_retrain
 
-    settings = _settings()
+    settings = _with_cuts(_settings(), test_as_of, validation_as_of, train_as_of)
     sources = [(p, fmt) for p in source or []] + [(p, "contacts") for p in contacts or []]
     try:
         with err.status("retraining: ingest, snapshots, train, compare, promote"):

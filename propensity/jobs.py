@@ -19,7 +19,14 @@ from features.ingest.contacts import read_contacts
 from features.ingest.incremental import FilesReport
 from features.ingest.pipeline import IngestReport
 from features.lake import scan_events
-from features.snapshot_plan import Windows, lake_too_short, snapshot_span
+from features.snapshot_plan import (
+    CutRefused,
+    Windows,
+    describe_cuts,
+    lake_too_short,
+    snapshot_span,
+    stated_cuts,
+)
 from features.snapshots import SnapshotConfig, build_snapshots
 from propensity.settings import Settings
 from serving.model.registry import ModelUnavailable, registered_contract
@@ -47,23 +54,44 @@ def lake_span(lake_dir: Path) -> tuple[datetime, datetime]:
 
 
 def snapshot_config_for_lake(settings: Settings) -> SnapshotConfig:
-    """The latest snapshots whose lookback and label windows both fit inside the lake; for a
-    lake too short, an error with settings that fit (``features.snapshot_plan``)."""
+    """The snapshots ``propensity train`` fits on: the stated cuts, checked against the lake
+    and the leak rule, or else the latest snapshots whose lookback and label windows both
+    fit inside the lake; for a lake too short, an error with settings that fit
+    (``features.snapshot_plan``)."""
     first, last = lake_span(settings.lake_dir)
     plan = settings.snapshots
     windows = Windows(lookback=plan.lookback, slide=plan.slide, horizon=plan.horizon)
-    span = snapshot_span(first, last, windows, plan.max_snapshots)
+    windows_and_rules = {
+        "slide": plan.slide,
+        "lookback": plan.lookback,
+        "session_timeout": plan.session_timeout,
+        "local_time_offset": plan.local_time_offset,
+        "horizon": plan.horizon,
+        "timezone": plan.timezone,
+    }
+    stated = plan.stated_cuts()
+    if stated:
+        _one_test_and_validation_cut(settings)
+        cuts = stated_cuts(first, last, windows, stated, plan.max_snapshots)
+        log.info("stated cuts (%s): %s", plan.timezone, describe_cuts(cuts))
+        return SnapshotConfig(start=cuts[0], end=cuts[-1], cuts=tuple(cuts), **windows_and_rules)
+    span = snapshot_span(first, last, windows, plan.max_snapshots, plan.zone)
     if span is None:
         raise lake_too_short(first, last, windows)
-    return SnapshotConfig(
-        start=span[0],
-        end=span[1],
-        slide=plan.slide,
-        lookback=plan.lookback,
-        session_timeout=plan.session_timeout,
-        local_time_offset=plan.local_time_offset,
-        horizon=plan.horizon,
-    )
+    return SnapshotConfig(start=span[0], end=span[1], **windows_and_rules)
+
+
+def _one_test_and_validation_cut(settings: Settings) -> None:
+    """Stated cuts name one test and one validation cut: the split must take them so."""
+    training = settings.training
+    if (training.test_snapshots, training.validation_snapshots) != (1, 1):
+        raise CutRefused(
+            "stated cuts name one test and one validation cut, but the training settings hold "
+            f"out {training.test_snapshots} test and {training.validation_snapshots} "
+            "validation snapshots",
+            "unset PROPENSITY_TRAINING__TEST_SNAPSHOTS and "
+            "PROPENSITY_TRAINING__VALIDATION_SNAPSHOTS (1 each) to use stated cuts",
+        )
 
 
 def training_snapshots(settings: Settings) -> tuple[SnapshotConfig, pl.DataFrame]:

@@ -9,12 +9,14 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from features.definitions import FeatureConfig
 from features.sharding import DEFAULT_EVENTS_PER_SHARD
+from features.snapshot_plan import StatedCuts
 from serving.activation.settings import ActivationSettings
 from serving.campaign.lift import LiftSettings
 from serving.campaign.statistics import MeasurementSettings
@@ -78,6 +80,52 @@ class SnapshotSettings(BaseModel):
     )
     horizon: timedelta = Field(timedelta(days=14), description="label window after T (model)")
     max_snapshots: int = Field(8, ge=3, description="latest snapshots used (test, val, train)")
+    timezone: str = Field(
+        "UTC", description="shop's IANA time zone: cuts fall on its local midnight"
+    )
+    # Declared after ``timezone``: their validator reads it.
+    test_as_of: datetime | None = Field(
+        None, description="the test cut (a date is the shop's local midnight); None: derived"
+    )
+    validation_as_of: datetime | None = Field(
+        None, description="the validation cut; None: the test cut minus the slide"
+    )
+    train_as_of: tuple[datetime, ...] = Field(
+        (), description="training cuts; empty: stepping back from validation by the slide"
+    )
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, name: str) -> str:
+        try:
+            ZoneInfo(name)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown IANA time zone {name!r} (e.g. Europe/London)") from None
+        return name
+
+    @field_validator("test_as_of", "validation_as_of", "train_as_of", mode="after")
+    @classmethod
+    def _in_shop_time(
+        cls, value: datetime | tuple[datetime, ...] | None, info: ValidationInfo
+    ) -> datetime | tuple[datetime, ...] | None:
+        """A cut without an offset (``2011-09-01``) is shop-local time; every cut is kept in
+        the shop's zone, so the plan shows it with the shop's offset."""
+        zone = ZoneInfo(info.data.get("timezone", "UTC"))
+
+        def local(moment: datetime) -> datetime:
+            return moment.replace(tzinfo=zone) if moment.tzinfo is None else moment.astimezone(zone)
+
+        if isinstance(value, tuple):
+            return tuple(local(m) for m in value)
+        return None if value is None else local(value)
+
+    @property
+    def zone(self) -> ZoneInfo:
+        return ZoneInfo(self.timezone)
+
+    def stated_cuts(self) -> StatedCuts:
+        """The cuts a user stated (empty: the start/slide rule places them all)."""
+        return StatedCuts(self.test_as_of, self.validation_as_of, self.train_as_of)
 
     def feature_config(self) -> FeatureConfig:
         """The feature configuration the next model will be trained with."""

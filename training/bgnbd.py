@@ -116,7 +116,7 @@ def probability_purchase(
     big_t: npt.ArrayLike,
     horizon: float,
 ) -> Array:
-    """P(at least one purchase in (T, T + horizon]): alive at T, then the first purchase
+    """P(at least one purchase in [T, T + horizon)): alive at T, then the first purchase
     of a Poisson(λ) process with λ ~ Gamma(r + x, alpha + T) falls inside the window."""
     x, t_x, big_t = (np.asarray(v, dtype=np.float64) for v in (x, t_x, big_t))
     silent = ((params.alpha + big_t) / (params.alpha + big_t + horizon)) ** (params.r + x)

@@ -193,8 +193,18 @@ def _log_run(outcome: Outcome, settings: TrainingSettings, report_dir: Path) -> 
     log_json(outcome.table, "metrics_table.json")
     log_json(outcome.lineage, "lineage.json")
     log_json(list(outcome.split.feature_columns), "feature_columns.json")
+    mlflow.log_params(plan_params(outcome.lineage["snapshot_config"]))
     log_json(outcome.lineage["snapshot_config"], "snapshot_config.json")
     mlflow.log_artifacts(str(report_dir), "report")
+
+
+def plan_params(snapshot_config: Mapping[str, Any]) -> dict[str, str]:
+    """The snapshot plan as run params (``snapshots.*``): cuts as ISO 8601 with the offset
+    they were stated in, comma-separated, so runs can be found by the cuts they used."""
+    return {
+        f"snapshots.{name}": ",".join(map(str, value)) if isinstance(value, list) else str(value)
+        for name, value in snapshot_config.items()
+    }
 
 
 def monitoring_reference(outcome: Outcome, rows: int, seed: int) -> pl.DataFrame:

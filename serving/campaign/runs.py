@@ -3,8 +3,8 @@
 A scoring run (``serving.batch.job``) routes visitors to email, ads, a holdout, or nothing, as of
 ``as_of``. Once the outcome window has passed, the lake holds what they did: a visitor
 *converted* when they placed an order counted by ``features.labels`` (purchases not fully
-refunded) in ``(as_of, as_of + horizon]``; *revenue* is purchase minus refund revenue in the
-window. Treated = routed to a channel; control = held out of that channel.
+refunded) in the label window ``[as_of, as_of + horizon)``; *revenue* is purchase minus
+refund revenue in the window. Treated = routed to a channel; control = held out of that channel.
 
 The scores file records ``holdout`` without the channel held from, so the channel is
 recovered from the deterministic draws (``serving.policy.holdout``) with the run's policy: a
@@ -78,12 +78,11 @@ def run_dir_of(scoring_dir: Path, run_id: str | None) -> Path:
 
 def observed_outcomes(lake_dir: Path, as_of: datetime, horizon: timedelta) -> pl.DataFrame:
     """One row per visitor with an order or refund in the window: ``converted``, ``revenue``."""
-    end = as_of + horizon + timedelta(microseconds=1)
+    end = as_of + horizon
     events = load_events(lake_dir, engine="polars", start=as_of, end=end)
     labels = build_labels(events, as_of, gap=timedelta(0), horizon=horizon).to_native().collect()
-    window = scan_events(lake_dir, start=as_of, end=end).filter(
-        (pl.col("event_time") > as_of) & (pl.col("event_time") <= as_of + horizon)
-    )
+    # scan_events reads [start, end): the label window itself.
+    window = scan_events(lake_dir, start=as_of, end=end)
     signed = (
         pl.when(pl.col("event_name") == EventName.PURCHASE.value)
         .then(pl.col("revenue").fill_null(0))

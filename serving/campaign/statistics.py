@@ -35,7 +35,7 @@ class MeasurementSettings(BaseModel):
 
     horizon: timedelta | None = Field(
         None,
-        description="outcomes counted in (as_of, as_of + horizon] [default: the label window "
+        description="outcomes counted in [as_of, as_of + horizon) [default: the label window "
         "of the model that scored the run]",
     )
     confidence: float = Field(0.95, gt=0, lt=1, description="confidence level of the intervals")

@@ -79,13 +79,13 @@ def test_taobao_snapshots_are_sane(taobao_events: pl.DataFrame) -> None:
     assert snapshots["n_page_view_1d"].sum() == 0  # Taobao has no page_view
     assert snapshots["logged_in"].min() == 1
     assert (snapshots["n_sessions"] >= 1).all()
-    # A label needs a purchase in (T, T + 2d]: check one snapshot against the raw events.
+    # A label needs a purchase in [T, T + 2d): check one snapshot against the raw events.
     t0 = config.start
     buyers = set(
         taobao_events.filter(
             (pl.col("event_name") == "purchase")
-            & (pl.col("event_time") > t0)
-            & (pl.col("event_time") <= t0 + config.horizon)
+            & (pl.col("event_time") >= t0)
+            & (pl.col("event_time") < t0 + config.horizon)
         )["visitor_id"]
     )
     first = snapshots.filter(as_of=t0)

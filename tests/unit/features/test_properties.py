@@ -126,9 +126,56 @@ def test_labels_use_only_events_inside_the_label_window(
 ) -> None:
     gap, horizon = timedelta(days=1), timedelta(days=3)
     lo, hi = AS_OF + gap, AS_OF + gap + horizon
-    in_window = [e for e in inside if lo < e["event_time"] <= hi]
-    out_window = [e for e in inside + outside if not lo < e["event_time"] <= hi]
+    in_window = [e for e in inside if lo <= e["event_time"] < hi]
+    out_window = [e for e in inside + outside if not lo <= e["event_time"] < hi]
     assert _labels(in_window + out_window, gap, horizon) == _labels(in_window, gap, horizon)
+
+
+_LOOKBACK, _HORIZON = timedelta(days=30), timedelta(days=14)
+_MICROS = timedelta(microseconds=1)
+#: The windows' edges and a microsecond either side: where an event could fall in both or none.
+_EDGES = [
+    edge + nudge
+    for edge in (-_LOOKBACK, timedelta(0), _HORIZON)
+    for nudge in (-_MICROS, timedelta(0), _MICROS)
+]
+
+
+@SETTINGS
+@given(
+    offsets=st.lists(
+        st.one_of(
+            st.sampled_from(_EDGES),
+            st.timedeltas(-_LOOKBACK - timedelta(days=2), _HORIZON + timedelta(days=2)),
+        ),
+        min_size=1,
+        max_size=12,
+    )
+)
+def test_feature_and_label_windows_partition_time(offsets: list[timedelta]) -> None:
+    """Issue 22: features read ``[T - lookback, T)``, labels ``[T, T + horizon)``. A purchase
+    inside their union is seen by exactly one of them, and none outside it: a day-stamped
+    order on the cut day is a label, not lost to both (as with ``(T, T + h]``)."""
+    rows = [
+        {**_purchase(f"v{i}", AS_OF + offset), "transaction_id": f"t{i}"}
+        for i, offset in enumerate(offsets)
+    ]
+    config = FeatureConfig(lookback=_LOOKBACK)
+    featured = set(polars_features(rows, config)["visitor_id"])
+    labelled = set(_labels(rows, timedelta(0), _HORIZON))
+    for i, offset in enumerate(offsets):
+        visitor = f"v{i}"
+        assert (visitor in featured) == (-_LOOKBACK <= offset < timedelta(0)), offset
+        assert (visitor in labelled) == (timedelta(0) <= offset < _HORIZON), offset
+        assert not (visitor in featured and visitor in labelled)
+
+
+def _purchase(visitor: str, at: datetime) -> dict[str, Any]:
+    return {
+        "visitor_id": visitor, "event_time": at, "event_name": "purchase", "item_id": "a",
+        "item_category": None, "price": 10.0, "quantity": 1, "revenue": 10.0,
+        "transaction_id": None, "session_id": None, "user_id": None, "source": None,
+    }  # fmt: skip
 
 
 @SETTINGS

@@ -33,15 +33,17 @@ def _labels(rows: list[dict[str, Any]], **config: Any) -> dict[str, int]:
     return dict(zip(frame["visitor_id"], frame["label"], strict=True))
 
 
-def test_label_window_is_open_at_start_and_closed_at_end() -> None:
-    rows = [_event(v, -DAY) for v in ("at_t", "at_end", "after_end", "inside")]
+def test_label_window_is_closed_at_start_and_open_at_end() -> None:
+    """``[T, T + h)``: an order stamped at the cut is a label (features read only before T),
+    one stamped at ``T + h`` belongs to the next window."""
+    rows = [_event(v, -DAY) for v in ("at_t", "at_end", "before_end", "inside")]
     rows += [
         _event("at_t", timedelta(0), "purchase", transaction_id="a"),
         _event("at_end", 3 * DAY, "purchase", transaction_id="b"),
-        _event("after_end", 3 * DAY + timedelta(microseconds=1), "purchase", transaction_id="c"),
+        _event("before_end", 3 * DAY - timedelta(microseconds=1), "purchase", transaction_id="c"),
         _event("inside", DAY, "purchase"),  # no transaction_id still counts
     ]
-    assert _labels(rows) == {"after_end": 0, "at_end": 1, "at_t": 0, "inside": 1}
+    assert _labels(rows) == {"at_end": 0, "at_t": 1, "before_end": 1, "inside": 1}
 
 
 def test_fully_refunded_orders_do_not_count_partial_refunds_do() -> None:
@@ -61,7 +63,8 @@ def test_fully_refunded_orders_do_not_count_partial_refunds_do() -> None:
 def test_prediction_gap_shifts_the_label_window() -> None:
     rows = [_event("v", -DAY), _event("v", DAY, "purchase", transaction_id="t")]
     assert _labels(rows) == {"v": 1}
-    assert _labels(rows, prediction_gap=DAY) == {"v": 0}
+    assert _labels(rows, prediction_gap=DAY) == {"v": 1}  # [T + gap, ...): at its start
+    assert _labels(rows, prediction_gap=2 * DAY) == {"v": 0}
 
 
 def test_population_rules() -> None:
