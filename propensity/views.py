@@ -229,8 +229,14 @@ def lift_table(model: LiftModel) -> Table:
                 f"{band.prior * 100:+.2f}",
                 f"{band.delta * 100:+.2f} [{band.low * 100:+.2f}, {band.high * 100:+.2f}]",
             )
+    shapes = "; ".join(
+        f"{channel} P(effect ∝ score) {lift.proportional:.2f}"
+        for channel, lift in model.channels.items()
+        if lift.proportional is not None
+    )
     table.caption = (
-        f"Δp in pp; {model.confidence:.0%} intervals; band: of the score, or (uplift) of "
+        (f"{shapes}\n" if shapes else "")
+        + f"Δp in pp; {model.confidence:.0%} intervals; band: of the score, or (uplift) of "
         f"the prediction of {', '.join(model.uplift_models().values()) or 'an uplift model'}; "
         f"plot: lift/{model.fit_id}/lift.png"
     )

@@ -3,7 +3,7 @@
 
 Per channel, the units (visitors routed to it, treated; and visitors held out from it,
 control) are cut into score bands at the quantiles of their scores, as many as the control
-group can fill (``min_control_per_band``). The fit is hierarchical, in two steps:
+group can fill (``min_control_per_band``). The fit is hierarchical, in three steps:
 
 1. **The channel's level**: the effect over all its units, shrunk toward the policy's
    assumption (``incremental_lift`` × the mean score) with a prior standard deviation of
@@ -14,6 +14,15 @@ group can fill (``min_control_per_band``). The fit is hierarchical, in two steps
    the assumption; with a large one, its own measurement. (Not toward the assumption's
    shape, ``∝ score``: Hillstrom's effect does not grow with propensity, and scaling a noisy
    level by the score amplifies its noise most in the top band.)
+
+3. **The shape across bands**: the bands' priors under two shapes, *flat* (each band's
+   prior is the level) and *proportional* (the level times the band's mean score over the
+   channel's, the assumption's shape), are weighed by how well each predicts the bands'
+   measurements, from ``proportional_prior``; each band is the average of its two
+   posteriors, and within it ``Δp`` follows the proportional share of the slope
+   (``serving.policy.lift``). A small holdout cannot rank visitors band by band; then the
+   prior belief ranks them partly by score, and a large one settles the shape (Hillstrom's
+   flat e-mail effect, the simulator's rising one).
 
 In each band and overall, the measured effect is the difference of the treated and control
 purchase rates, with the variance of a difference of two proportions (each rate add-one
@@ -74,6 +83,20 @@ class LiftSettings(BaseModel):
         "channel's measured level (absolute, 0.001 = 0.1 pp)",
     )
     confidence: float = Field(0.95, gt=0, lt=1, description="level of the bands' intervals")
+    proportional_prior: float = Field(
+        0.5,
+        ge=0,
+        le=1,
+        description="prior belief that a channel's effect grows in proportion to the score "
+        "(else it is flat across scores); the bands' measurements update it per channel",
+    )
+    shape_score_quantile: float = Field(
+        0.95,
+        gt=0,
+        le=1,
+        description="within a band, Δp follows the shape up to this quantile of the band's "
+        "scores and no further (no extrapolation past the measured)",
+    )
     rank_by_uplift: bool = Field(
         True,
         description="where a per-visitor uplift model ranks a channel's newest run better than "
@@ -169,16 +192,103 @@ def _channel_lift(
     # Score bands span [0, 1]; uplift predictions may be negative: the outer bands are open.
     outer = (0.0, 1.0) if key == "score" else (-1.0, 1.0)
     bounds = [outer[0], *edges.tolist(), outer[1]]
-    bands = []
-    for k in range(len(edges) + 1):
-        inside = band == k
-        # A band may differ from the channel's level by about the level itself.
-        spread = max(abs(level), settings.prior_sd_floor)
-        bands.append(_band(bounds[k], bounds[k + 1], level, strata(inside), spread, z))
-    return ChannelLift(tuple(bands))
+    cells = [band == k for k in range(len(edges) + 1)]
+    # A band may differ from the channel's level (or its shape's) by about the level itself.
+    spread = max(abs(level), settings.prior_sd_floor)
+    if key != "score":
+        return ChannelLift(
+            tuple(
+                _band(bounds[k], bounds[k + 1], level, strata(cell), spread, z)
+                for k, cell in enumerate(cells)
+            )
+        )
+    measured = [
+        (bounds[k], bounds[k + 1], strata(cell), score[cell]) for k, cell in enumerate(cells)
+    ]
+    return _shaped(measured, level, float(score.mean()), spread, settings, z)
 
 
 Arm = tuple[float, int]
+#: A band's bounds, strata (``strata`` in ``_channel_lift``) and its visitors' scores.
+MeasuredBand = tuple[float, float, list[tuple[Arm, ...]], np.ndarray]
+
+
+def _shaped(
+    measured: list[MeasuredBand],
+    level: float,
+    mean_score: float,
+    spread: float,
+    settings: LiftSettings,
+    z: float,
+) -> ChannelLift:
+    """Bands under two shapes of the channel's effect, averaged by how well each explains
+    the bands' measurements: *flat* (every band's prior is the level) and *proportional*
+    (a band's prior is the level times its mean score over the channel's). The holdouts are
+    rarely large enough to rank visitors band by band; between them the two shapes still do,
+    by what the evidence says of each (``settings.proportional_prior`` before any)."""
+    means = [
+        float(scores.mean()) if scores.size else (lo + hi) / 2 for lo, hi, _, scores in measured
+    ]
+    shape = [m / mean_score if mean_score > 0 else 1.0 for m in means]
+    evidence = 0.0  # log likelihood ratio, proportional against flat
+    for (_, _, strata, _), ratio in zip(measured, shape, strict=True):
+        measurement = _measurement(strata)
+        if measurement is None:
+            continue
+        observed, precision = measurement
+        # Judged on the measurement's own noise: the spread bands may have around a shape
+        # would leave the shapes alike.
+        sd = math.sqrt(1 / precision + settings.prior_sd_floor**2)
+        for sign, prior in ((1, level * ratio), (-1, level)):
+            evidence += sign * float(stats.norm.logpdf(observed, prior, sd))
+    weight = 0.0 if mean_score <= 0 else _believed(settings.proportional_prior, evidence)
+    bands = []
+    for (lo, hi, strata, scores), ratio, mean in zip(measured, shape, means, strict=True):
+        flat = _band(lo, hi, level, strata, spread, z)
+        grows = _band(lo, hi, level * ratio, strata, spread, z)
+        delta = (1 - weight) * flat.delta + weight * grows.delta
+        second = [((b.high - b.delta) / z) ** 2 + b.delta**2 for b in (flat, grows)]
+        sd = math.sqrt(max((1 - weight) * second[0] + weight * second[1] - delta**2, 0.0))
+        high = float(np.quantile(scores, settings.shape_score_quantile)) if scores.size else hi
+        bands.append(
+            replace(
+                flat,
+                delta=delta,
+                low=delta - z * sd,
+                high=delta + z * sd,
+                prior=(1 - weight) * flat.prior + weight * grows.prior,
+                score_mean=mean,
+                score_high=high,
+                slope=weight * grows.delta / mean if mean > 0 else 0.0,
+            )
+        )
+    return ChannelLift(tuple(bands), proportional=weight)
+
+
+def _believed(prior: float, evidence: float) -> float:
+    """The posterior probability of a hypothesis held with ``prior`` before evidence with
+    log likelihood ratio ``evidence`` for it; a certain prior (0 or 1) stays certain."""
+    if prior in (0.0, 1.0):
+        return prior
+    odds = math.log(prior / (1 - prior)) + evidence
+    return 1 / (1 + math.exp(-odds)) if odds >= 0 else math.exp(odds) / (1 + math.exp(odds))
+
+
+def _measurement(strata: list[tuple[Arm, ...]]) -> tuple[float, float] | None:
+    """The effect measured on a band's strata (explored and policy-routed visitors, each
+    randomised on its own with its own treated share) and its precision: each stratum's
+    difference of rates, combined by precision; None without both arms in any stratum."""
+    weights, differences = [], []
+    for (bought_t, treated), (bought_c, control) in strata:
+        if treated == 0 or control == 0:
+            continue
+        rate_t, rate_c = (bought_t + 1) / (treated + 2), (bought_c + 1) / (control + 2)
+        weights.append(1 / (rate_t * (1 - rate_t) / treated + rate_c * (1 - rate_c) / control))
+        differences.append(bought_t / treated - bought_c / control)
+    if not weights:
+        return None
+    precision = float(sum(weights))
+    return float(np.dot(weights, differences)) / precision, precision
 
 
 def _band(
@@ -189,25 +299,16 @@ def _band(
     sd_floor: float,
     z: float,
 ) -> BandLift:
-    """A band's effect from its strata (explored and policy-routed visitors, each randomised
-    on its own with its own treated share): each stratum's difference of rates, combined by
-    precision, then shrunk toward the prior."""
+    """A band's effect: its measurement (``_measurement``) shrunk toward the prior."""
     lo, hi, prior = float(lo), float(hi), float(prior)
     prior_var = max(abs(prior), sd_floor) ** 2
     n_t = sum(int(arms[0][1]) for arms in strata)
     n_c = sum(int(arms[1][1]) for arms in strata)
-    weights, differences = [], []
-    for (bought_t, treated), (bought_c, control) in strata:
-        if treated == 0 or control == 0:
-            continue
-        rate_t, rate_c = (bought_t + 1) / (treated + 2), (bought_c + 1) / (control + 2)
-        weights.append(1 / (rate_t * (1 - rate_t) / treated + rate_c * (1 - rate_c) / control))
-        differences.append(bought_t / treated - bought_c / control)
-    if not weights:
+    measurement = _measurement(strata)
+    if measurement is None:
         sd = math.sqrt(prior_var)
         return BandLift(lo, hi, prior, prior - z * sd, prior + z * sd, n_t, n_c, None, prior)
-    precision = float(sum(weights))
-    observed = float(np.dot(weights, differences)) / precision
+    observed, precision = measurement
     weight = precision / (precision + 1 / prior_var)
     delta = weight * observed + (1 - weight) * prior
     sd = math.sqrt(1 / (precision + 1 / prior_var))

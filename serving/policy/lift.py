@@ -7,6 +7,13 @@ past runs (``serving.campaign.lift``), ``Δp`` is the fitted effect of the visit
 band, shrunk toward that assumption where the holdout was small. A channel the model does not
 cover keeps the assumption.
 
+Within a score band, ``Δp`` follows the fit's belief in the channel's *shape*
+(``ChannelLift.proportional``): flat across scores (as Hillstrom's e-mail effect is), or
+growing in proportion to the score (as the assumption has it). A band's ``slope`` is that
+belief times the proportional shape's slope, so with a single band, or bands too noisy to
+tell the shapes apart, visitors are still ranked partly by their score; the slope stops at
+``score_high`` (a high percentile of the band's scores): no extrapolation past the measured.
+
 Where a per-visitor uplift model ranked a channel's visitors better than the score did, on a
 run it had not seen (``propensity lift``), the fit also holds that channel's lift by band of
 the uplift model's prediction (``LiftModel.uplift``): a visitor whose prediction is known is
@@ -16,6 +23,7 @@ measured on the holdouts, as for score bands.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -40,6 +48,18 @@ class BandLift:
     control: int
     observed: float | None
     prior: float
+    #: Within the band: ``Δp(s) = delta + slope × (min(s, score_high) − score_mean)``; the
+    #: mean and a high percentile of the band's scores. Fits older than shapes: flat.
+    score_mean: float | None = None
+    score_high: float | None = None
+    slope: float = 0.0
+
+    def within(self, score: FloatArray, value: float) -> FloatArray:
+        """``value`` (the band's delta or an end of its interval) at each score."""
+        if self.score_mean is None or self.slope == 0.0:
+            return np.full(score.shape, value)
+        high = self.score_high if self.score_high is not None else self.hi
+        return value + self.slope * (np.minimum(score, high) - self.score_mean)
 
 
 @dataclass(frozen=True)
@@ -51,19 +71,29 @@ class ChannelLift:
     #: The registered uplift model (``models:/NAME/VERSION``) whose prediction the bands are
     #: cut on; None: the score.
     uplift_model: str | None = None
+    #: Posterior probability that the effect grows in proportion to the score within the
+    #: channel (else it is flat); None: not fitted with shapes.
+    proportional: float | None = None
 
     def at(self, score: npt.ArrayLike) -> FloatArray:
-        """``Δp`` for each score: its band's (the outer bands extend to 0 and 1)."""
-        return self._of_band(score, [band.delta for band in self.bands])
+        """``Δp`` for each score: its band's, along the band's slope (the outer bands extend
+        to 0 and 1)."""
+        return self._of_band(score, lambda band: band.delta)
 
     def upper(self, score: npt.ArrayLike) -> FloatArray:
         """The upper end of each score's band interval: how large ``Δp`` may still be."""
-        return self._of_band(score, [band.high for band in self.bands])
+        return self._of_band(score, lambda band: band.high)
 
-    def _of_band(self, score: npt.ArrayLike, values: list[float]) -> FloatArray:
+    def _of_band(self, score: npt.ArrayLike, value: Callable[[BandLift], float]) -> FloatArray:
+        given = np.asarray(score, dtype=np.float64)
+        scores = given.reshape(-1)
         edges = np.array([band.lo for band in self.bands[1:]], dtype=np.float64)
-        chosen = np.array(values, dtype=np.float64)
-        return chosen[np.searchsorted(edges, np.asarray(score, dtype=np.float64), side="right")]
+        index = np.searchsorted(edges, scores, side="right")
+        result = np.empty(scores.shape, dtype=np.float64)
+        for k, band in enumerate(self.bands):
+            inside = index == k
+            result[inside] = band.within(scores[inside], value(band))
+        return result.reshape(given.shape)
 
 
 @dataclass(frozen=True)
@@ -86,7 +116,9 @@ class LiftModel:
         def channels(part: dict[str, Any]) -> dict[str, ChannelLift]:
             return {
                 name: ChannelLift(
-                    tuple(BandLift(**band) for band in lift["bands"]), lift.get("uplift_model")
+                    tuple(BandLift(**band) for band in lift["bands"]),
+                    lift.get("uplift_model"),
+                    lift.get("proportional"),
                 )
                 for name, lift in part.items()
             }

@@ -197,7 +197,11 @@ def test_a_channel_ranked_by_an_uplift_prediction_measures_its_bands_on_the_hold
     assert max(score_deltas) - min(score_deltas) < 0.006
     assert key_deltas == sorted(key_deltas) and key_deltas[-1] - key_deltas[0] > 0.02
     assert by_key.bands[0].lo < 0  # predictions below zero have a band
-    assert by_key.bands[0].prior == pytest.approx(by_score.channels["email"].bands[0].prior)
+    # The same level as by score (there, without the proportional shape); the score's flat
+    # gradient is found flat.
+    flat = fit_lift(units, POLICY, LiftSettings(bands=4, proportional_prior=0.0))
+    assert by_key.bands[0].prior == pytest.approx(flat.channels["email"].bands[0].prior)
+    assert (by_score.channels["email"].proportional or 1.0) < 0.05
     ranked = ranked_by_uplift(by_score, {"email": replace(by_key, uplift_model="models:/u/1")})
     assert ranked.fit_id != by_score.fit_id
     assert LiftModel.from_dict(ranked.to_dict()) == ranked
@@ -210,3 +214,58 @@ def test_a_channel_ranked_by_an_uplift_prediction_measures_its_bands_on_the_hold
     assert incremental_probability([0.05], "email", 0.05, ranked)[0] == pytest.approx(
         by_score.channels["email"].at([0.05])[0]
     )
+
+
+def _graded_units(n: int, slope: float, level: float, seed: int) -> pl.DataFrame:
+    """Treated buy with score + ``level + slope × (score − 0.05)``: flat when slope is 0,
+    proportional to the score when ``level = 0.05 × slope``."""
+    units = _units(n, 0.0, seed=seed)
+    rng = np.random.default_rng(seed + 100)
+    score, treated = units["score"].to_numpy(), units["treated"].to_numpy()
+    effect = np.where(treated, level + slope * (score - 0.05), 0.0)
+    return units.with_columns(pl.Series("converted", (rng.random(n) < score + effect).astype(int)))
+
+
+@pytest.mark.parametrize(
+    ("slope", "level", "expected"),
+    [(0.0, 0.02, (0.0, 0.05)), (0.4, 0.02, (0.95, 1.0))],
+    ids=["flat", "proportional"],
+)
+def test_a_large_holdout_settles_the_shape_of_the_effect(
+    slope: float, level: float, expected: tuple[float, float]
+) -> None:
+    """Issue 18: the bands' measurements weigh a flat effect against one proportional to the
+    score; a large holdout tells them apart, and the curve follows the one it finds."""
+    lift = fit_lift(_graded_units(400_000, slope, level, seed=5), POLICY, LiftSettings(bands=5))
+    email = lift.channels["email"]
+    assert email.proportional is not None
+    assert expected[0] <= email.proportional <= expected[1]
+    truth = level + slope * (np.array([0.01, 0.03, 0.05, 0.07, 0.09]) - 0.05)
+    assert np.abs(email.at([0.01, 0.03, 0.05, 0.07, 0.09]) - truth).max() < 0.006
+
+
+def test_a_small_holdout_ranks_by_score_as_far_as_the_prior_believes_it() -> None:
+    """One band (about 150 held out): nothing measured tells the shapes apart, so the prior
+    belief stays and, within the band, Δp rises with the score by its share of the
+    proportional slope, up to a high percentile of the band's scores and flat past it;
+    across the band's visitors it averages to the band's effect. A believer in flat effects
+    (``proportional_prior=0``) values every score alike."""
+    units = _units(300, 0.05, seed=1)
+    (band,) = (email := fit_lift(units, POLICY, LiftSettings()).channels["email"]).bands
+    assert email.proportional == pytest.approx(0.5)
+    scores = np.array([0.0, 0.02, 0.05, 0.08, 0.099, 0.5])
+    at = email.at(scores)
+    assert band.score_high is not None and 0.08 < band.score_high < 0.099
+    assert (np.diff(at[:4]) > 0).all() and at[4] == at[5] == email.at([band.score_high])[0]
+    assert email.at(units["score"].to_numpy()).mean() == pytest.approx(band.delta, rel=0.05)
+    assert (email.upper(scores) > at).all()
+    flat = fit_lift(units, POLICY, LiftSettings(proportional_prior=0.0)).channels["email"]
+    assert np.ptp(flat.at(scores)) == 0.0
+    # A fit written before shapes reads back flat within its bands.
+    written = fit_lift(units, POLICY, LiftSettings()).to_dict()
+    for lift in written["channels"].values():
+        lift.pop("proportional")
+        for old in lift["bands"]:
+            for name in ("score_mean", "score_high", "slope"):
+                old.pop(name)
+    assert np.ptp(LiftModel.from_dict(written).channels["email"].at(scores)) == 0.0
