@@ -24,7 +24,16 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Discriminator, Field, SecretStr, Tag, TypeAdapter
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Discriminator,
+    Field,
+    SecretStr,
+    Tag,
+    TypeAdapter,
+    model_validator,
+)
 from pydantic import ValidationError as PydanticValidationError
 
 from features.ingest.segment import (
@@ -35,28 +44,63 @@ from features.ingest.segment import (
     user_id,
 )
 from serving.api.problems import ProblemError
-from serving.api.schemas import EventIn, EventsRequest, Rejection, Text, VisitorId, VisitorScore
+from serving.api.schemas import (
+    EventIn,
+    EventsRequest,
+    Given,
+    Rejection,
+    Text,
+    VisitorId,
+    VisitorScore,
+)
 
 SIGNATURE_HEADER = b"x-signature"
 _VISITOR_ID = TypeAdapter(VisitorId)
 
 
-class SegmentCall(BaseModel):
-    """One Segment / RudderStack call; the spec's fields by their names, others allowed."""
+#: Where a call's time may be, as the mapping reads them (``features.ingest.segment``).
+_TIMES = ("timestamp", "originalTimestamp", "receivedAt", "sentAt")
+_IDS = ("anonymousId", "userId")
 
-    model_config = ConfigDict(extra="allow", populate_by_name=False)
+
+def _one_of_required(names: Sequence[str]) -> dict[str, Any]:
+    """JSON Schema: at least one of ``names`` given as text (their own rules apply)."""
+    return {"anyOf": [{"required": [n], "properties": {n: {"type": "string"}}} for n in names]}
+
+
+class SegmentCall(BaseModel):
+    """One Segment / RudderStack call; the spec's fields by their names, others allowed.
+    As the spec requires, it names a visitor (``anonymousId`` or ``userId``) and a time."""
+
+    model_config = ConfigDict(
+        extra="allow",
+        populate_by_name=False,
+        json_schema_extra={"allOf": [_one_of_required(_IDS), _one_of_required(_TIMES)]},
+    )
 
     type: Text = Field(description="track and page are read; identify, screen, ... ignored")
     event: Text | None = Field(None, description="a track call's name (e-commerce spec v2)")
-    anonymous_id: Text | None = Field(None, alias="anonymousId", description="the visitor")
-    user_id: Text | None = Field(None, alias="userId", description="the logged-in user")
-    timestamp: Text | None = Field(None, description="ISO 8601 (else originalTimestamp)")
+    anonymous_id: Given | None = Field(None, alias="anonymousId", description="the visitor")
+    user_id: Given | None = Field(None, alias="userId", description="the logged-in user")
+    timestamp: Given | None = Field(None, description="ISO 8601; the time used first")
+    original_timestamp: Given | None = Field(None, alias="originalTimestamp")
+    received_at: Given | None = Field(None, alias="receivedAt")
+    sent_at: Given | None = Field(None, alias="sentAt")
     properties: dict[str, Any] | None = Field(
         None, description="order_id, revenue/total, products[] or one product's fields"
     )
     context: dict[str, Any] | None = Field(None, description="sessionId (RudderStack)")
     # Declared so that a call and a batch never both fit one body (the schema's oneOf).
     batch: None = Field(None, description="not in a call (a batch is a body of its own)")
+
+    @model_validator(mode="after")
+    def _names_a_visitor_and_a_time(self) -> SegmentCall:
+        if self.anonymous_id is None and self.user_id is None:
+            raise ValueError("a call needs an anonymousId or a userId")
+        times = (self.timestamp, self.original_timestamp, self.received_at, self.sent_at)
+        if all(moment is None for moment in times):
+            raise ValueError(f"a call needs a time: one of {', '.join(_TIMES)}")
+        return self
 
 
 class SegmentBatch(BaseModel):

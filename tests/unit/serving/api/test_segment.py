@@ -41,9 +41,10 @@ def _call(event: str | None = "Product Viewed", **fields: Any) -> dict[str, Any]
     [
         (CANONICAL, "canonical", EventsRequest),
         (_call(anonymousId="a"), "segment", SegmentCall),
-        ({"type": "identify", "batch": None}, "segment", SegmentCall),
+        ({"type": "identify", "batch": None, "userId": "u", "sentAt": "t"}, "segment", SegmentCall),
         ({"batch": [_call(anonymousId="a")], "sentAt": "x"}, "segment_batch", SegmentBatch),
-        ({**CANONICAL, "type": "page"}, "segment", SegmentCall),  # not canonical: extra key
+        # Not canonical (an extra key): a page call, with its extra fields.
+        ({**CANONICAL, **_call(userId="u"), "type": "page"}, "segment", SegmentCall),
         ([1, 2], "canonical", None),
     ],
 )
@@ -59,21 +60,27 @@ def test_the_body_shape_picks_its_model(body: Any, kind: str, model: type | None
 @pytest.mark.parametrize(
     "body",
     [
-        {"type": "track", "batch": [_call()]},  # a batch with a type is a batch ...
         {"batch": []},
         {"batch": 5, "type": "track"},
         {"type": 5},
         {"type": "track", "properties": [1]},
+        {"type": "page", "timestamp": "2024-02-09T10:00:00Z"},  # no visitor
+        {"type": "page", "anonymousId": " ", "timestamp": "2024-02-09T10:00:00Z"},
+        {"type": "page", "anonymousId": "a"},  # no time
+        {"type": "page", "anonymousId": "a", "timestamp": None},
+        {"batch": [{"type": "page", "anonymousId": "a"}]},
     ],
 )
-def test_bodies_that_fit_no_shape_or_two_are_refused(body: Any) -> None:
-    if body.get("batch") and isinstance(body["batch"], list):
-        assert isinstance(BODY.validate_python(body), SegmentBatch)  # ... and fits only it
-        with pytest.raises(ValidationError):
-            SegmentCall.model_validate(body)
-        return
+def test_bodies_that_fit_no_shape_are_refused(body: Any) -> None:
     with pytest.raises(ValidationError):
         BODY.validate_python(body)
+
+
+def test_a_batch_with_a_type_fits_the_batch_only() -> None:
+    body = {"type": "track", "batch": [_call(anonymousId="a")]}
+    assert isinstance(BODY.validate_python(body), SegmentBatch)
+    with pytest.raises(ValidationError):
+        SegmentCall.model_validate(body)  # the schema's oneOf: never both
 
 
 def test_calls_keep_their_spec_names_and_extra_fields() -> None:
