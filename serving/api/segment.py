@@ -45,6 +45,7 @@ from features.ingest.segment import (
 )
 from serving.api.problems import ProblemError
 from serving.api.schemas import (
+    MAX_TEXT_LENGTH,
     EventIn,
     EventsRequest,
     Given,
@@ -55,6 +56,8 @@ from serving.api.schemas import (
 )
 
 SIGNATURE_HEADER = b"x-signature"
+#: Rejection of an event with a value longer than the canonical body allows.
+TOO_LONG = "value_too_long"
 _VISITOR_ID = TypeAdapter(VisitorId)
 
 
@@ -187,6 +190,15 @@ def _visitor_problem(visitor: str | None) -> tuple[str, str] | None:
     return None
 
 
+def _too_long(record: dict[str, str | None]) -> str | None:
+    """The first field longer than a canonical post allows (``Text``), as ``field=N chars``:
+    a call's free-form properties are not bounded by the schema, the stored events are."""
+    for name, value in record.items():
+        if value is not None and len(value) > MAX_TEXT_LENGTH:
+            return f"{name}={len(value)} characters, at most {MAX_TEXT_LENGTH}"
+    return None
+
+
 def segment_events(calls: Sequence[dict[str, Any]]) -> SegmentEvents:
     """The body's events by visitor (identity resolved among its calls), as canonical
     ``EventIn`` values for the intake's validation: text as the mapping writes it, which
@@ -208,10 +220,14 @@ def segment_events(calls: Sequence[dict[str, Any]]) -> SegmentEvents:
             reason, detail = problem or ("missing_visitor", "")
             rejected.extend(Rejection(index=index, reason=reason, detail=detail) for _ in records)
             continue
-        mine = by_visitor.setdefault(visitor, VisitorEvents())
         for record in records:
+            too_long = _too_long(record)
+            if too_long is not None:
+                rejected.append(Rejection(index=index, reason=TOO_LONG, detail=too_long))
+                continue
             # Not validated here: ingestion's rules decide, with their reasons.
             fields: dict[str, Any] = {**record, "visitor_id": None}
+            mine = by_visitor.setdefault(visitor, VisitorEvents())
             mine.events.append(EventIn.model_construct(**fields))
             mine.calls.append(index)
     return SegmentEvents(by_visitor, rejected, ignored)

@@ -110,12 +110,13 @@ def test_events_by_visitor_with_identity_resolved_in_the_body() -> None:
         _call(anonymousId="tablet", properties={"product_id": "c"}),
         _call(),  # no visitor
         _call(anonymousId="\x00bad"),
+        _call(anonymousId="long", properties={"product_id": "x" * 1001}),
         {"type": "page", "userId": "u1", "timestamp": "2024-02-09T12:00:00Z"},
     ]
     mapped = segment_events(calls)
     assert sorted(mapped.by_visitor) == ["phone", "tablet"]
     phone = mapped.by_visitor["phone"]
-    assert phone.calls == [0, 0, 1, 7]
+    assert phone.calls == [0, 0, 1, 8]
     assert [e.event_name for e in phone.events] == [
         "purchase",
         "purchase",
@@ -128,7 +129,9 @@ def test_events_by_visitor_with_identity_resolved_in_the_body() -> None:
     assert [(r.index, r.reason) for r in mapped.rejected] == [
         (5, "missing_visitor"),
         (6, "bad_visitor_id"),
+        (7, "value_too_long"),
     ]
+    assert mapped.rejected[-1].detail == "item_id=1001 characters, at most 1000"
     assert mapped.events == 5
 
 
