@@ -173,7 +173,8 @@ def ingest(
         str | None,
         typer.Option(
             "--format",
-            help="canonical, taobao, rees46, retailrocket, ga4, cdnow, or contacts",
+            help="canonical, taobao, rees46, retailrocket, ga4, cdnow, segment (also RudderStack), "
+            "or contacts",
         ),
     ] = None,
     mapping: Annotated[

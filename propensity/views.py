@@ -48,6 +48,10 @@ def ingest_table(report: IngestReport) -> Table:
     table.add_row("quarantined", f"{report.quarantined_total:,}")
     for reason, count in report.quarantined.items():
         table.add_row(f"  {reason}", f"{count:,}")
+    if report.ignored:
+        table.add_row("ignored", f"{report.ignored_total:,}")
+        for name, count in report.ignored.items():
+            table.add_row(f"  {name}", f"{count:,}")
     table.add_row("visitors", f"{report.visitors:,}")
     table.add_row("first event", str(report.first_event or "-"))
     table.add_row("last event", str(report.last_event or "-"))

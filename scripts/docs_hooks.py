@@ -5,7 +5,9 @@
 - ``<!-- generated: settings -->``: every setting with its environment variable, default and
   description, from the settings models (``propensity.settings.Settings``);
 - ``<!-- generated: endpoints -->``: every API route from the app's OpenAPI schema, which is
-  also published beside the pages as ``openapi.json``.
+  also published beside the pages as ``openapi.json``;
+- ``<!-- generated: segment -->``: the Segment / RudderStack to GA4 (canonical) event names,
+  from ``features.ingest.segment.SEGMENT_TO_GA4`` (the one table the reader uses).
 """
 
 from __future__ import annotations
@@ -111,10 +113,22 @@ def endpoints_table() -> str:
     return "\n".join(rows)
 
 
+def segment_table() -> str:
+    from features.ingest.segment import SEGMENT_CALL_TYPES, SEGMENT_TO_GA4
+
+    rows = ["| Segment / RudderStack | GA4 (canonical) event |", "|---|---|"]
+    rows += [f"| `{name}` | `{canonical}` |" for name, canonical in SEGMENT_TO_GA4.items()]
+    rows += [
+        f"| a `{call}` call | `{canonical}` |" for call, canonical in SEGMENT_CALL_TYPES.items()
+    ]
+    return "\n".join(rows)
+
+
 GENERATED = {
     "<!-- generated: features -->": features_table,
     "<!-- generated: settings -->": settings_table,
     "<!-- generated: endpoints -->": endpoints_table,
+    "<!-- generated: segment -->": segment_table,
 }
 
 

@@ -62,6 +62,11 @@ class ServingSettings(BaseModel):
     read_keys: tuple[SecretStr, ...] = Field(
         (), description="read-only keys: they open the read routes, never a write"
     )
+    segment_shared_secret: SecretStr | None = Field(
+        None,
+        description="shared secret of a Segment webhook destination: Segment bodies posted to "
+        "/v1/events must then carry X-Signature, the HMAC-SHA1 of the body (401 otherwise)",
+    )
     open_reads: bool = Field(
         False,
         description="answer read routes without a key although keys are configured (by "

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 
 import polars as pl
 
@@ -27,15 +28,18 @@ class RawBatch:
 
     ``records`` holds the source columns (strings for text formats, native types for
     Parquet) and ``LINE_COLUMN``. ``unreadable`` follows ``QUARANTINE_SCHEMA``: lines the
-    reader could not split into records, already carrying their reason.
+    reader could not split into records, already carrying their reason. ``ignored``
+    counts, by their name, the source events the format knowingly leaves out (a Segment
+    ``identify`` call, an event name outside the e-commerce spec): read, not errors.
     """
 
     records: pl.DataFrame
     unreadable: pl.DataFrame
+    ignored: Mapping[str, int] = field(default_factory=dict)
 
     @property
     def rows_read(self) -> int:
-        return self.records.height + self.unreadable.height
+        return self.records.height + self.unreadable.height + sum(self.ignored.values())
 
 
 def unreadable_lines(lines: list[tuple[int, str, str, str]]) -> pl.DataFrame:

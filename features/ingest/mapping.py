@@ -142,6 +142,7 @@ BUILTIN_MAPPINGS: tuple[str, ...] = (
     "retailrocket",
     "ga4",
     "cdnow",
+    "segment",
 )
 
 

@@ -7,7 +7,8 @@ a batch and a day, never the file.
 
 Every row read ends up in exactly one place: accepted into the lake, quarantined (with a
 reason, in a CSV file the user can open), or counted as a duplicate of an accepted event.
-``IngestReport.check_balance`` enforces ``rows_read = accepted + quarantined + duplicates``.
+``IngestReport.check_balance`` enforces ``rows_read = accepted + quarantined + duplicates +
+ignored`` (ignored: source events a format knowingly leaves out, counted by name).
 """
 
 from __future__ import annotations
@@ -53,6 +54,7 @@ class IngestReport:
     accepted: int = 0
     duplicates: int = 0
     quarantined: dict[str, int] = field(default_factory=dict)
+    ignored: dict[str, int] = field(default_factory=dict)  # by source event name
     visitors: int = 0
     first_event: datetime | None = None
     last_event: datetime | None = None
@@ -64,13 +66,18 @@ class IngestReport:
     def quarantined_total(self) -> int:
         return sum(self.quarantined.values())
 
+    @property
+    def ignored_total(self) -> int:
+        return sum(self.ignored.values())
+
     def check_balance(self) -> None:
         """Raise if any row is unaccounted for: the ingest's one promise."""
-        total = self.accepted + self.quarantined_total + self.duplicates
+        total = self.accepted + self.quarantined_total + self.duplicates + self.ignored_total
         if total != self.rows_read:
             raise AssertionError(
                 f"{self.file}: rows read {self.rows_read} != accepted {self.accepted} "
-                f"+ quarantined {self.quarantined_total} + duplicates {self.duplicates}"
+                f"+ quarantined {self.quarantined_total} + duplicates {self.duplicates} "
+                f"+ ignored {self.ignored_total}"
             )
 
     def to_dict(self) -> dict[str, object]:
@@ -152,12 +159,14 @@ def _ingest(
     report = IngestReport(file=str(plan.file), source=plan.mapping.name, ingest_id=plan.ingest_id)
     quarantine = QuarantineWriter(transaction.staging, plan.ingest_id, plan.file)
     days = DayBuffer(transaction.staging / "spill", plan.held_bytes)
+    ignored: Counter[str] = Counter()
     with lake_errors(plan.lake_dir):
         for batch in prefetched(batches):
             validated = validate_batch(batch.records, plan.mapping, plan.limits)
             quarantine.write(batch.unreadable)
             quarantine.write(validated.quarantined)
             days.add(conform_events(validated.accepted))
+            ignored.update(batch.ignored)
             report.rows_read += batch.rows_read
             if on_progress is not None:
                 on_progress(batch.rows_read)
@@ -172,6 +181,7 @@ def _ingest(
             report.duplicates += result.duplicates
         shutil.rmtree(days.directory, ignore_errors=True)
     report.quarantined = dict(quarantine.reasons.most_common())
+    report.ignored = dict(ignored.most_common())
     moves = [(part, plan.lake_dir / part.relative_to(transaction.staging)) for part in parts]
     if quarantine.reasons:
         final = plan.quarantine_dir / quarantine.path.name

@@ -11,6 +11,7 @@ from features.ingest.cdnow import cdnow_mapping, iter_cdnow
 from features.ingest.ga4 import ga4_mapping, iter_ga4
 from features.ingest.mapping import BUILTIN_MAPPINGS, SourceMapping, builtin_mapping, load_mapping
 from features.ingest.pipeline import BatchReader
+from features.ingest.segment_reader import iter_segment, segment_mapping
 from features.ingest.tabular import iter_tabular
 
 
@@ -34,6 +35,7 @@ def _special_sources() -> dict[str, EventSource]:
     return {
         "ga4": EventSource(ga4_mapping(), iter_ga4),
         "cdnow": EventSource(cdnow_mapping(), iter_cdnow),
+        "segment": EventSource(segment_mapping(), iter_segment),
     }
 
 

@@ -52,6 +52,12 @@ def request_body(model: type[Body], raw: bytes, headers: dict[bytes, bytes]) -> 
     """The body as FastAPI reads it for a ``model`` parameter: errors located under ``body``
     (422), unreadable JSON 422 with its position, anything else unparsable 400; a body not
     declared JSON is a 415 (``require_json``)."""
+    return validated_body(model, parsed_body(raw, headers), raw)
+
+
+def parsed_body(raw: bytes, headers: dict[bytes, bytes]) -> Any:
+    """The JSON of a body (None for none), with ``request_body``'s errors: for a route that
+    picks its model by the body's shape before validating it (``validated_body``)."""
     content: Any = None
     if raw:
         require_json(headers.get(b"content-type"))
@@ -67,6 +73,11 @@ def request_body(model: type[Body], raw: bytes, headers: dict[bytes, bytes]) -> 
             raise RequestValidationError([error], body=raw) from None
         except Exception:
             raise StarletteHTTPException(400, UNPARSED_BODY) from None
+    return content
+
+
+def validated_body(model: type[Body], content: Any, raw: bytes) -> Body:
+    """``content`` (from ``parsed_body``) as ``model``, errors located under ``body``."""
     if content is None:
         missing = {"type": "missing", "loc": ("body",), "msg": "Field required", "input": None}
         raise RequestValidationError([missing], body=raw)

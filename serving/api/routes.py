@@ -11,6 +11,7 @@ for the rest.
 from __future__ import annotations
 
 import logging
+from asyncio import gather
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
@@ -24,7 +25,7 @@ from fastapi.responses import Response
 from pydantic import TypeAdapter, ValidationError
 from starlette.types import Receive, Scope
 
-from serving.api.asgi import read_body, request_body
+from serving.api.asgi import parsed_body, read_body, validated_body
 from serving.api.dependencies import (
     KEY_PARAMETER,
     JsonBody,
@@ -58,6 +59,18 @@ from serving.api.schemas import (
     ScoreRequest,
     VisitorId,
     VisitorScore,
+)
+from serving.api.segment import (
+    SEGMENT_MODELS,
+    EventsBody,
+    SegmentBatch,
+    SegmentCall,
+    SegmentEventsResponse,
+    at_calls,
+    calls_of,
+    check_signature,
+    events_source,
+    segment_events,
 )
 from serving.api.state import ServingState
 from serving.settings import ServingSettings
@@ -264,15 +277,20 @@ def register_scoring(app: FastAPI, clock: Clock, events_answer: Answer) -> None:
     @app.post(
         EVENTS_ROUTE,
         dependencies=[JsonBody, WriteAccess],
-        responses={200: {"model": EventsResponse}, **BODY_PROBLEMS},
+        responses={200: {"model": EventsResponse | SegmentEventsResponse}, **BODY_PROBLEMS},
         tags=["events"],
     )
     async def post_events(
-        body: EventsRequest, served: ServedDep, store: StoreDep, state: StateDep
+        body: EventsBody, served: ServedDep, store: StoreDep, state: StateDep
     ) -> Response:
         """Append a visitor's new events and return the re-scored, re-routed visitor. Bad
-        events are rejected with their reason (ingestion's rules); the rest are applied."""
-        return json_response(await _post_events(state, clock, body))
+        events are rejected with their reason (ingestion's rules); the rest are applied.
+        Segment and RudderStack track, page and batch calls are taken too, mapped as
+        ``ingest --format segment`` maps them, each of their visitors re-scored; with a
+        shared secret set they must carry ``X-Signature`` (HMAC-SHA1 of the body)."""
+        if isinstance(body, EventsRequest):
+            return json_response(await _post_events(state, clock, body))
+        return json_response(await _post_segment(state, clock, body))
 
     # FastAPI documents the route; the plain handler answers it (as the lookup's), with the
     # same checks (the key before the body is even read) and FastAPI's body semantics:
@@ -315,11 +333,54 @@ def events_answer(state: ServingState, clock: Clock) -> Answer:
 
     async def answer(scope: Scope, receive: Receive) -> bytes:
         scoring_for_writes(state, presented_key(scope["headers"]))
-        headers = dict(scope["headers"])
-        body = request_body(EventsRequest, await read_body(receive), headers)
-        return await _post_events(state, clock, body)
+        raw = await read_body(receive)
+        content = parsed_body(raw, dict(scope["headers"]))
+        source = events_source(content)
+        if source == "canonical":
+            return await _post_events(state, clock, validated_body(EventsRequest, content, raw))
+        check_signature(state.settings.segment_shared_secret, raw, scope["headers"])
+        return await _post_segment(
+            state, clock, validated_body(SEGMENT_MODELS[source], content, raw)
+        )
 
     return answer
+
+
+async def _post_segment(
+    state: ServingState, clock: Clock, body: SegmentCall | SegmentBatch
+) -> bytes:
+    """Segment calls: each visitor's events checked and re-scored as a canonical post."""
+    now = clock()
+    mapped = segment_events(calls_of(body))
+    _check_size(state.settings, mapped.events)
+    rejected, posted = list(mapped.rejected), []
+    for visitor, events in mapped.by_visitor.items():
+        accepted, refused = await state.intake.accept_async(visitor, events.events)
+        rejected += at_calls(refused, events.calls)
+        if accepted:
+            as_of = _as_of(None, now, _latest(accepted))
+            posted.append(PostedEvents(visitor, accepted, [], as_of=as_of, scored_at=now))
+    accepted_total = sum(len(p.accepted) for p in posted)
+    state.metrics.events_accepted.inc(accepted_total)
+    if rejected:
+        state.metrics.events_rejected.inc(len(rejected))
+    rejected.sort(key=lambda r: r.index)
+    if rejected and not posted:
+        raise ProblemError(
+            422,
+            "No valid events",
+            "every event of the posted calls was rejected",
+            errors=[r.model_dump() for r in rejected],
+        )
+    answers = [orjson.loads(a) for a in await gather(*(state.rescorer.submit(p) for p in posted))]
+    return orjson.dumps(
+        {
+            "accepted": accepted_total,
+            "rejected": [r.model_dump() for r in rejected],
+            "ignored": mapped.ignored,
+            "scores": [a["score"] for a in answers],
+        }
+    )
 
 
 def _latest(accepted: list[dict[str, Any]]) -> datetime | None:
