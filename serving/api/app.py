@@ -24,6 +24,7 @@ from starlette.types import ASGIApp
 
 from serving.api.body_limit import ContentLengthLimit
 from serving.api.dependencies import OneKey
+from serving.api.docs_pages import register_docs
 from serving.api.head import HeadAsGet
 from serving.api.hot_routes import HotRoutes, check_reproduced
 from serving.api.metrics import MetricsMiddleware, RequestRecorder
@@ -108,6 +109,8 @@ def create_app(
         description="Purchase propensity scores, routes and real-time re-scoring.",
         telemetry=telemetry_config(settings.opentelemetry),
         dependencies=[OneKey],
+        docs_url=None,  # served from the package: serving.api.docs_pages
+        redoc_url=None,
     )
     app.state.serving = state
     install_problem_handlers(app)
@@ -116,6 +119,7 @@ def create_app(
     register_reads(app, lookup)
     register_scoring(app, clock, events)
     register_operations(app)
+    register_docs(app)
     recorder = RequestRecorder(state.metrics)
     app.add_middleware(ContentLengthLimit, max_bytes=settings.max_body_bytes)
     app.add_middleware(MetricsMiddleware, recorder=recorder)

@@ -323,7 +323,25 @@ def test_openapi_documents_the_routes(client: TestClient) -> None:
         "/readyz",
         "/v1/admin/reload",
     } <= set(spec["paths"])
-    assert client.get("/docs").status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("page", "assets"),
+    [
+        ("/docs", ["swagger-ui-bundle.js", "swagger-ui.css", "favicon.png"]),
+        ("/redoc", ["redoc.standalone.js"]),
+    ],
+)
+def test_the_api_docs_work_offline(client: TestClient, page: str, assets: list[str]) -> None:
+    """Issue 25: Swagger UI loaded from a CDN, a blank page without internet. Both pages and
+    their assets are served by the API itself, without a key, like /openapi.json."""
+    html = client.get(page)
+    assert html.status_code == 200, html.text
+    assert "cdn." not in html.text and "fonts.googleapis" not in html.text
+    for asset in assets:
+        assert f"/docs-assets/{asset}" in html.text
+        served = client.get(f"/docs-assets/{asset}")
+        assert served.status_code == 200 and len(served.content) > 1_000
 
 
 def test_metrics(client: TestClient, scored: tuple[World, list[str]]) -> None:
