@@ -90,22 +90,38 @@ def files_table(report: FilesReport) -> Table:
     return table
 
 
+#: What ``propensity train`` shows of each part, (metric, header): validation (where the
+#: choice is made) and the out-of-time test (what the chosen model is expected to do).
+_VALIDATION_COLUMNS = (("roc_auc", "val\nAUC"), ("log_loss", "val\nlog loss"))
+_TEST_COLUMNS = (
+    ("roc_auc", "test\nAUC"),
+    ("pr_auc", "test\nPR-AUC"),
+    ("log_loss", "test\nlog loss"),
+    ("ece", "test\nECE"),
+    ("lift_top10", "test\nlift@10%"),
+)
+
+
 def metrics_table(metrics: Mapping[str, Mapping[str, Any]], chosen: str) -> Table:
-    """Out-of-time test metrics of every model; the chosen one in bold."""
-    table = Table(title="out-of-time test", title_justify="left")
-    columns = ("roc_auc", "pr_auc", "log_loss", "brier", "ece", "lift_top10", "capture_top10")
-    table.add_column("model")
-    for column in columns:
-        table.add_column(column, justify="right")
+    """Every model's validation metrics (the choice is made there) beside its out-of-time
+    test metrics; the chosen one in bold, the rule in the caption. Fits 80 columns."""
+    from training.evaluation import SELECTION_RULE  # the CLI starts without scikit-learn
+
+    table = Table(title="validation | out-of-time test", title_justify="left")
+    table.add_column("model", no_wrap=True)
+    for _, header in (*_VALIDATION_COLUMNS, *_TEST_COLUMNS):
+        table.add_column(header, justify="right", no_wrap=True)
     for name, parts in metrics.items():
-        test = parts.get("test", {})
-        cells = [_cell(test.get(column)) for column in columns]
+        validation, test = parts.get("validation", {}), parts.get("test", {})
+        cells = [_cell(validation.get(c), 3) for c, _ in _VALIDATION_COLUMNS]
+        cells += [_cell(test.get(c), 3) for c, _ in _TEST_COLUMNS]
         table.add_row(f"[bold]{name}[/]" if name == chosen else name, *cells)
+    table.caption = SELECTION_RULE
     return table
 
 
-def _cell(value: object) -> str:
-    return f"{value:.4f}" if isinstance(value, int | float) else "-"
+def _cell(value: object, digits: int = 4) -> str:
+    return f"{value:.{digits}f}" if isinstance(value, int | float) else "-"
 
 
 def scoring_table(summary: ScoringSummary) -> Table:

@@ -76,6 +76,13 @@ def metrics_table(
     return {c.name: candidate_metrics(c, validation, test, masks) for c in candidates}
 
 
+#: ``select_candidate`` in words, for the CLI and the report.
+SELECTION_RULE = (
+    "chosen: the highest validation AUC among lightgbm and logistic (ties: the lower log "
+    "loss); baselines are for comparison; the test set plays no part in the choice"
+)
+
+
 def select_candidate(
     candidates: Sequence[Candidate], table: Mapping[str, Mapping[str, Any]]
 ) -> Candidate:
