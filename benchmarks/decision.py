@@ -33,7 +33,8 @@ the round's holdout, with its interval, and the simulator's true mean effect amo
 contacted.
 
 Printed: a table per round (profit, and as a fraction of the oracle's, mean and range over
-seeds), the learned lift per band beside the true mean effect of the visitors in the band,
+seeds; then the profit of the emails and of the ads apart, to see which channel a policy
+loses on), the learned lift per band beside the true mean effect of the visitors in the band,
 and the last line ``RESULT fraction_of_oracle=… vs_fixed_lift=… vs_propensity_first=…
 vs_email_all=… rounds=… seeds=… lift_error_pp_email=… lift_error_pp_ads=…
 uplift_beats_lift=k/n``: the last round's learned profit as a fraction of the oracle's, its
@@ -221,14 +222,24 @@ def ranked_choice(
 
 def true_profit(population: Population, choice: Choice, policy: RoutingPolicy) -> float:
     """Σ over the contacted: true Δp × order value × margin − the contact's cost."""
+    return sum(channel_profits(population, choice, policy).values())
+
+
+def channel_profits(
+    population: Population, choice: Choice, policy: RoutingPolicy
+) -> dict[str, float]:
+    """``true_profit`` of the emails and of the ads apart: where a policy loses to another."""
     inputs = population.inputs
     value = np.where(np.isnan(inputs.order_value), policy.default_order_value, inputs.order_value)
-    email, ads = choice == EMAIL, choice == ADS
-    gained = (population.delta_email * value)[email].sum() + (population.delta_ads * value)[
-        ads
-    ].sum()
-    cost = email.sum() * policy.email.unit_cost + ads.sum() * policy.ads.unit_cost
-    return float(gained * policy.margin - cost)
+    profits = {}
+    for name, code, delta, channel in (
+        ("email", EMAIL, population.delta_email, policy.email),
+        ("ads", ADS, population.delta_ads, policy.ads),
+    ):
+        sent = choice == code
+        gained = float((delta * value)[sent].sum())
+        profits[name] = gained * policy.margin - float(sent.sum()) * channel.unit_cost
+    return profits
 
 
 def compare_policies(
@@ -254,6 +265,10 @@ def compare_policies(
     return {
         name: {
             "profit": true_profit(population, choice, policy),
+            **{
+                f"{channel}_profit": profit
+                for channel, profit in channel_profits(population, choice, policy).items()
+            },
             "emails": float(np.count_nonzero(choice == EMAIL)),
             "ads": float(np.count_nonzero(choice == ADS)),
         }
@@ -370,17 +385,23 @@ def report(results: list[dict[str, Any]], rounds: int) -> dict[str, float | int 
     for number in range(1, rounds + 1):
         this = [r for r in results if r["round"] == number]
         print(f"\nround {number} ({len(seeds)} seeds; true incremental profit, mean [min, max])")
-        print(f"{'policy':18} {'profit':>31} {'of oracle':>20} {'emails':>9} {'ads':>8}")
+        print(
+            f"{'policy':18} {'profit':>31} {'of oracle':>20} {'emails':>9} {'ads':>8} "
+            f"{'email profit':>13} {'ads profit':>11}"
+        )
         for name in POLICIES:
             profit = [r["policies"][name]["profit"] for r in this]
             share = [
                 r["policies"][name]["profit"] / r["policies"]["oracle"]["profit"] for r in this
             ]
-            emails = np.mean([r["policies"][name]["emails"] for r in this])
-            ads = np.mean([r["policies"][name]["ads"] for r in this])
+            mean = {
+                key: np.mean([r["policies"][name][key] for r in this])
+                for key in ("emails", "ads", "email_profit", "ads_profit")
+            }
             print(
                 f"{name:18} {_spread(profit):>31} {np.mean(share):8.3f} "
-                f"[{min(share):.2f}, {max(share):.2f}] {emails:9.0f} {ads:8.0f}"
+                f"[{min(share):.2f}, {max(share):.2f}] {mean['emails']:9.0f} {mean['ads']:8.0f} "
+                f"{mean['email_profit']:13.1f} {mean['ads_profit']:11.1f}"
             )
     print("\nmeasured on each round's holdout (converted, pp) against the true mean effect")
     for r in results:
