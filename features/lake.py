@@ -52,6 +52,13 @@ def scan_events(
     return events.select(EVENT_COLUMNS)
 
 
+def visitors_before(lake_dir: Path, end: datetime) -> int:
+    """Distinct visitors with an event before ``end``: who a run as of ``end`` could know."""
+    return int(
+        scan_events(lake_dir, end=end).select(pl.col("visitor_id").n_unique()).collect().item()
+    )
+
+
 def read_events_spark(
     spark: SparkSession,
     lake_dir: Path,

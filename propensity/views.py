@@ -150,6 +150,13 @@ def scoring_table(summary: ScoringSummary) -> Table:
         style="bold",
     )
     table.caption = f"ad spend {summary.ads_spend:,.2f}; files in {summary.run_dir}"
+    if summary.known_visitors is not None and summary.feature_window_days is not None:
+        left = summary.known_visitors - summary.visitors
+        table.caption = (
+            f"scored {summary.visitors:,} of the {summary.known_visitors:,} visitors seen before "
+            f"as_of: the other {left:,} had no event in the model's "
+            f"{summary.feature_window_days:g}-day feature window\n" + table.caption
+        )
     detectable = [
         f"{name} {holdout['mde'] * 100:.2f} pp ({holdout['held_out']:,.0f} held out, "
         f"{holdout.get('explored', 0):,.0f} sent to explore)"

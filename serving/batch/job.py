@@ -38,7 +38,7 @@ import polars as pl
 from features.batch import build_features, collect
 from features.engines import Engine
 from features.ingest.contacts import read_contacts
-from features.lake import scan_events
+from features.lake import scan_events, visitors_before
 from serving.batch.outputs import ScoringSummary, run_summary, write_outputs
 from serving.batch.publish import (
     Recovery,
@@ -236,7 +236,11 @@ def _run(
         histories = batch_histories(
             events, as_of, config.lookback, settings.max_history_events
         ).collect()
-        summary = _with_repairs(run_summary(scored, run, run_dir, files, settings), repaired)
+        summary = replace(
+            _with_repairs(run_summary(scored, run, run_dir, files, settings), repaired),
+            known_visitors=visitors_before(paths.lake_dir, as_of),
+            feature_window_days=config.lookback / timedelta(days=1),
+        )
         (staging / "summary.json").write_bytes(orjson.dumps(summary.to_dict()))
         sync_folder(staging)
         step("staged")

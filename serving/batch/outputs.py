@@ -57,6 +57,10 @@ class ScoringSummary:
     leftovers_removed: int = 0
     placed: str | None = None
     repointed: str | None = None
+    #: Visitors with an event before ``as_of``, and the feature window (days) a visitor
+    #: needs an event in to be scored: why ``visitors`` is fewer than the lake holds.
+    known_visitors: int | None = None
+    feature_window_days: float | None = None
 
     def to_dict(self) -> dict[str, object]:
         plain: dict[str, object] = orjson.loads(

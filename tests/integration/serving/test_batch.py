@@ -101,3 +101,27 @@ def test_a_crash_mid_run_keeps_the_previous_run(
     assert first.run_id in latest
     left = sorted(p.name for p in paths.scoring_dir.iterdir())
     assert left == sorted([first.run_id, "latest.json"])
+
+
+def test_the_summary_says_why_fewer_visitors_were_scored_than_the_lake_holds(
+    shared: World,
+) -> None:
+    """Issue 25: the demo scored 7,805 of 17,358 visitors and never said why. The summary
+    counts the visitors seen before as_of and names the feature window the rest missed;
+    the CLI table says it in words."""
+    from rich.console import Console
+
+    from propensity.views import scoring_table
+
+    summary = score_visitors(settings(), shared.paths("batch-why-fewer"))
+    seen = shared.events.filter(pl.col("event_time") < summary.as_of)
+    assert summary.known_visitors == seen.get_column("visitor_id").n_unique()
+    window = timedelta(days=summary.feature_window_days or 0)
+    active = seen.filter(pl.col("event_time") >= summary.as_of - window)
+    assert summary.visitors == active.get_column("visitor_id").n_unique()
+    assert summary.known_visitors > summary.visitors  # some left the window
+    console = Console(width=200, record=True, color_system=None)
+    console.print(scoring_table(summary))
+    left = summary.known_visitors - summary.visitors
+    said = " ".join(console.export_text().split())  # the caption wraps at the table's width
+    assert f"the other {left:,} had no event in the model's" in said
