@@ -38,6 +38,7 @@ from serving.api.dependencies import (
     readable_store,
     scoring_for_writes,
 )
+from serving.api.ga4_intake import Ga4Body
 from serving.api.hot_routes import EVENTS_ROUTE, LOOKUP_ROUTE, Answer, as_asgi
 from serving.api.problems import (
     PROBLEM_TYPE,
@@ -61,7 +62,8 @@ from serving.api.schemas import (
     VisitorScore,
 )
 from serving.api.segment import (
-    SEGMENT_MODELS,
+    SIGNED_SOURCES,
+    TRACKER_MODELS,
     EventsBody,
     SegmentBatch,
     SegmentCall,
@@ -70,6 +72,7 @@ from serving.api.segment import (
     calls_of,
     check_signature,
     events_source,
+    ga4_events,
     segment_events,
 )
 from serving.api.state import ServingState
@@ -287,10 +290,12 @@ def register_scoring(app: FastAPI, clock: Clock, events_answer: Answer) -> None:
         events are rejected with their reason (ingestion's rules); the rest are applied.
         Segment and RudderStack track, page and batch calls are taken too, mapped as
         ``ingest --format segment`` maps them, each of their visitors re-scored; with a
-        shared secret set they must carry ``X-Signature`` (HMAC-SHA1 of the body)."""
+        shared secret set they must carry ``X-Signature`` (HMAC-SHA1 of the body). So are
+        GA4 Measurement Protocol bodies (``client_id``, ``events`` of ``name`` and
+        ``params``), their recommended e-commerce events read, one event per item."""
         if isinstance(body, EventsRequest):
             return json_response(await _post_events(state, clock, body))
-        return json_response(await _post_segment(state, clock, body))
+        return json_response(await _post_tracked(state, clock, body))
 
     # FastAPI documents the route; the plain handler answers it (as the lookup's), with the
     # same checks (the key before the body is even read) and FastAPI's body semantics:
@@ -338,20 +343,22 @@ def events_answer(state: ServingState, clock: Clock) -> Answer:
         source = events_source(content)
         if source == "canonical":
             return await _post_events(state, clock, validated_body(EventsRequest, content, raw))
-        check_signature(state.settings.segment_shared_secret, raw, scope["headers"])
-        return await _post_segment(
-            state, clock, validated_body(SEGMENT_MODELS[source], content, raw)
+        if source in SIGNED_SOURCES:
+            check_signature(state.settings.segment_shared_secret, raw, scope["headers"])
+        return await _post_tracked(
+            state, clock, validated_body(TRACKER_MODELS[source], content, raw)
         )
 
     return answer
 
 
-async def _post_segment(
-    state: ServingState, clock: Clock, body: SegmentCall | SegmentBatch
+async def _post_tracked(
+    state: ServingState, clock: Clock, body: SegmentCall | SegmentBatch | Ga4Body
 ) -> bytes:
-    """Segment calls: each visitor's events checked and re-scored as a canonical post."""
+    """A tracker's body (Segment calls, a GA4 Measurement Protocol body): each visitor's
+    events checked and re-scored as a canonical post."""
     now = clock()
-    mapped = segment_events(calls_of(body))
+    mapped = ga4_events(body, now) if isinstance(body, Ga4Body) else segment_events(calls_of(body))
     _check_size(state.settings, mapped.events)
     rejected, posted = list(mapped.rejected), []
     for visitor, events in mapped.by_visitor.items():

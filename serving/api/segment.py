@@ -22,6 +22,7 @@ import hashlib
 import hmac
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Annotated, Any
 
 from pydantic import (
@@ -36,13 +37,16 @@ from pydantic import (
 )
 from pydantic import ValidationError as PydanticValidationError
 
+from features.ingest.ga4_mp import event_records
 from features.ingest.segment import (
     IdentityMap,
+    Record,
     anonymous_id,
     call_records,
     identity_link,
     user_id,
 )
+from serving.api.ga4_intake import Ga4Body
 from serving.api.problems import ProblemError
 from serving.api.schemas import (
     MAX_TEXT_LENGTH,
@@ -115,40 +119,50 @@ class SegmentBatch(BaseModel):
 
 
 def events_source(given: Any) -> str:
-    """Which body ``given`` is: ``segment_batch``, ``segment`` (a call) or ``canonical``."""
+    """Which body ``given`` is: ``segment_batch``, ``segment`` (a call), ``ga4_mp`` (a GA4
+    Measurement Protocol body) or ``canonical``."""
     if isinstance(given, BaseModel):
-        kinds = {SegmentBatch: "segment_batch", SegmentCall: "segment"}
+        kinds = {SegmentBatch: "segment_batch", SegmentCall: "segment", Ga4Body: "ga4_mp"}
         return kinds.get(type(given), "canonical")
     if isinstance(given, dict):
         if given.get("batch") is not None:
             return "segment_batch"
         if "type" in given or "batch" in given:
             return "segment"
+        if given.get("client_id") is not None or given.get("app_instance_id") is not None:
+            return "ga4_mp"
     return "canonical"
 
 
-#: ``POST /v1/events``'s body: the canonical request or Segment's own shapes (``oneOf``).
+#: ``POST /v1/events``'s body: the canonical request, Segment's own shapes or a GA4
+#: Measurement Protocol body (``oneOf``).
 EventsBody = Annotated[
     Annotated[EventsRequest, Tag("canonical")]
     | Annotated[SegmentCall, Tag("segment")]
-    | Annotated[SegmentBatch, Tag("segment_batch")],
+    | Annotated[SegmentBatch, Tag("segment_batch")]
+    | Annotated[Ga4Body, Tag("ga4_mp")],
     Discriminator(events_source),
 ]
-SEGMENT_MODELS: dict[str, type[SegmentCall | SegmentBatch]] = {
+TRACKER_MODELS: dict[str, type[SegmentCall | SegmentBatch | Ga4Body]] = {
     "segment": SegmentCall,
     "segment_batch": SegmentBatch,
+    "ga4_mp": Ga4Body,
 }
+#: The tracker bodies that carry Segment's ``X-Signature`` when a shared secret is set.
+SIGNED_SOURCES = frozenset({"segment", "segment_batch"})
 
 
 class SegmentEventsResponse(BaseModel):
-    """The answer to Segment calls: their events by visitor, each visitor re-scored."""
+    """The answer to a tracker's body (Segment calls, a GA4 Measurement Protocol body):
+    its events by visitor, each visitor re-scored."""
 
     accepted: int = Field(description="events accepted, over every visitor")
     rejected: list[Rejection] = Field(
-        description="events refused by ingestion's rules; index: the call's position"
+        description="events refused by ingestion's rules; index: the position of the call "
+        "(Segment) or of the event (GA4) they came from"
     )
     ignored: dict[str, int] = Field(
-        description="calls outside the e-commerce spec table, counted by name (or type)"
+        description="calls or events outside the e-commerce table, counted by name (or type)"
     )
     scores: list[VisitorScore] = Field(description="each visitor with accepted events")
 
@@ -206,8 +220,7 @@ def segment_events(calls: Sequence[dict[str, Any]]) -> SegmentEvents:
     identities = IdentityMap.from_links(
         link for call in calls if (link := identity_link(call)) is not None
     )
-    by_visitor: dict[str, VisitorEvents] = {}
-    rejected: list[Rejection] = []
+    rows: list[tuple[int, str | None, Record]] = []
     ignored: dict[str, int] = {}
     for index, call in enumerate(calls):
         visitor = identities.visitor(anonymous_id(call), user_id(call))
@@ -215,21 +228,38 @@ def segment_events(calls: Sequence[dict[str, Any]]) -> SegmentEvents:
         if ignored_as is not None:
             ignored[ignored_as] = ignored.get(ignored_as, 0) + 1
             continue
+        rows.extend((index, visitor, record) for record in records)
+    return _by_visitor(rows, ignored)
+
+
+def ga4_events(body: Ga4Body, received_at: datetime) -> SegmentEvents:
+    """A GA4 Measurement Protocol body's events (``features.ingest.ga4_mp``), as Segment's
+    are: one visitor, each event's rows indexed by the event's position."""
+    records, ignored = event_records(body.model_dump(exclude_none=True), received_at)
+    return _by_visitor([(i, r["visitor_id"], r) for i, r in records], ignored)
+
+
+def _by_visitor(
+    rows: Iterable[tuple[int, str | None, Record]], ignored: dict[str, int]
+) -> SegmentEvents:
+    """Mapped rows (source position, visitor, record) by visitor, for the intake."""
+    by_visitor: dict[str, VisitorEvents] = {}
+    rejected: list[Rejection] = []
+    for index, visitor, record in rows:
         problem = _visitor_problem(visitor)
         if problem is not None or visitor is None:
             reason, detail = problem or ("missing_visitor", "")
-            rejected.extend(Rejection(index=index, reason=reason, detail=detail) for _ in records)
+            rejected.append(Rejection(index=index, reason=reason, detail=detail))
             continue
-        for record in records:
-            too_long = _too_long(record)
-            if too_long is not None:
-                rejected.append(Rejection(index=index, reason=TOO_LONG, detail=too_long))
-                continue
-            # Not validated here: ingestion's rules decide, with their reasons.
-            fields: dict[str, Any] = {**record, "visitor_id": None}
-            mine = by_visitor.setdefault(visitor, VisitorEvents())
-            mine.events.append(EventIn.model_construct(**fields))
-            mine.calls.append(index)
+        too_long = _too_long(record)
+        if too_long is not None:
+            rejected.append(Rejection(index=index, reason=TOO_LONG, detail=too_long))
+            continue
+        # Not validated here: ingestion's rules decide, with their reasons.
+        fields: dict[str, Any] = {**record, "visitor_id": None}
+        mine = by_visitor.setdefault(visitor, VisitorEvents())
+        mine.events.append(EventIn.model_construct(**fields))
+        mine.calls.append(index)
     return SegmentEvents(by_visitor, rejected, ignored)
 
 

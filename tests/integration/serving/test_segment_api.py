@@ -163,6 +163,7 @@ def test_the_schema_documents_both_bodies(client: TestClient) -> None:
         "EventsRequest",
         "SegmentCall",
         "SegmentBatch",
+        "Ga4Body",
     ]
     answer = operation["responses"]["200"]["content"]["application/json"]["schema"]
     assert {ref["$ref"].rsplit("/", 1)[1] for ref in answer["anyOf"]} == {
