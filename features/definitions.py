@@ -49,6 +49,12 @@ def full_history_as_none(value: Any) -> Any:
     return value
 
 
+def spell_full_history(lookback: timedelta | None, default: SerializerFunctionWrapHandler) -> Any:
+    """A lookback as JSON: ``"all"`` for full history (plainer than null in a spec or a run
+    param, and it reads back the same), else the ISO 8601 duration."""
+    return FULL_HISTORY if lookback is None else default(lookback)
+
+
 class FeatureConfig(BaseModel):
     """How features are computed; part of a feature set's identity (log it with a model)."""
 
@@ -67,13 +73,9 @@ class FeatureConfig(BaseModel):
     )
 
     _full_history = field_validator("lookback", mode="before")(full_history_as_none)
-
-    @field_serializer("lookback", mode="wrap", when_used="json")
-    def _spell_full_history(
-        self, lookback: timedelta | None, default: SerializerFunctionWrapHandler
-    ) -> Any:
-        # "all" reads plainer than null in a spec and a run param, and reads back the same.
-        return FULL_HISTORY if lookback is None else default(lookback)
+    _spell_full_history = field_serializer("lookback", mode="wrap", when_used="json")(
+        spell_full_history
+    )
 
     def window_start(self, as_of: datetime) -> datetime | None:
         """The earliest event time the features as of ``as_of`` read; None: no bound."""

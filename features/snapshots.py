@@ -22,10 +22,22 @@ from typing import TYPE_CHECKING, Any
 
 import narwhals as nw
 import polars as pl
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    field_serializer,
+    field_validator,
+    model_validator,
+)
 
 from features.batch import compute_features
-from features.definitions import FEATURE_COLUMNS, FeatureConfig, full_history_as_none
+from features.definitions import (
+    FEATURE_COLUMNS,
+    FeatureConfig,
+    full_history_as_none,
+    spell_full_history,
+)
 from features.engines import Engine, EventsSource, load_events
 from features.events.schema import EventName
 from features.labels import build_labels
@@ -64,6 +76,9 @@ class SnapshotConfig(BaseModel):
     timezone: str = Field("UTC", description="the shop's IANA zone the cuts were stated in")
 
     _full_history = field_validator("lookback", mode="before")(full_history_as_none)
+    _spell_full_history = field_serializer("lookback", mode="wrap", when_used="json")(
+        spell_full_history
+    )
 
     @model_validator(mode="after")
     def _check_times(self) -> SnapshotConfig:
