@@ -7,8 +7,9 @@ temporary lake, ``features.snapshots.build_snapshots`` (purchases are the only e
 ``training.pipeline.fit_and_evaluate``. Standard split: the test cutoff ends the 39-week
 calibration period (1997-01-01..09-30), label = a purchase in the first 13 weeks after it;
 the validation cutoff is 13 weeks earlier and training cutoffs end their label windows by the
-validation cutoff. Cutoffs are at noon so that a purchase dated on the cutoff day counts as
-history and one dated the day after as label (CDNOW has dates, not times).
+validation cutoff. Cutoffs are at midnight and features read every purchase before them
+(full history): labels are ``[T, T + 13 weeks)``, so a purchase dated on the cutoff day (CDNOW
+has dates, not times) is a label, and one dated the day before is history.
 
 Targets (issue 4): ROC-AUC >= 0.773 and log loss <= 0.389 for the chosen model.
 Last line: ``RESULT chosen=... roc_auc=... log_loss=... bgnbd_roc_auc=... bgnbd_log_loss=...``.
@@ -35,12 +36,12 @@ from training.pipeline import fit_and_evaluate
 from training.settings import TrainingSettings
 
 HORIZON = timedelta(weeks=13)
-TEST_CUTOFF = datetime(1997, 9, 30, 12, tzinfo=UTC)
+TEST_CUTOFF = datetime(1997, 10, 1, tzinfo=UTC)
 VALIDATION_CUTOFF = TEST_CUTOFF - HORIZON
 #: Training cutoffs: every two weeks from early March (the cohort joined in Q1 1997) to one
 #: horizon before validation.
-TRAIN_CUTOFFS = (datetime(1997, 3, 4, 12, tzinfo=UTC), VALIDATION_CUTOFF - HORIZON)
-LOOKBACK = timedelta(days=400)  # the whole history since 1997-01-01
+TRAIN_CUTOFFS = (datetime(1997, 3, 5, tzinfo=UTC), VALIDATION_CUTOFF - HORIZON)
+LOOKBACK = None  # full history: every purchase since 1997-01-01
 
 
 def read_events(master: Path, workdir: Path) -> pl.DataFrame:

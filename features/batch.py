@@ -206,7 +206,7 @@ def build_features(
     """
     config = config or FeatureConfig()
     events = load_events(
-        events_source, engine=engine, start=as_of - config.lookback, end=as_of, spark=spark
+        events_source, engine=engine, start=config.window_start(as_of), end=as_of, spark=spark
     )
     native: pl.LazyFrame | SparkDataFrame = compute_features(events, as_of, config).to_native()
     return native

@@ -1,9 +1,12 @@
 """The feature list: every per-visitor feature, declared once, with a one-line description.
 
 Time semantics: a feature *as of* T uses only events with ``T - lookback <= event_time < T``
-(``FeatureConfig.lookback``, 30 days by default). Activity buckets are fixed offsets before
-T: ``1d`` = [T-1d, T), ``1_7d`` = [T-7d, T-1d), ``7_14d`` = [T-14d, T-7d), ``14_30d`` =
-[T-30d, T-14d); a bucket reaching past the lookback only sees the part inside it.
+(``FeatureConfig.lookback``, 30 days by default), or every event before T when the lookback
+is ``None`` (full history, ``"all"`` in settings and in a model's spec). Activity buckets are
+fixed offsets before T: ``1d`` = [T-1d, T), ``1_7d`` = [T-7d, T-1d), ``7_14d`` = [T-14d,
+T-7d), ``14_30d`` = [T-30d, T-14d), whatever the lookback; a bucket reaching past the
+lookback only sees the part inside it. Lookback-wide features (counts, tenure, orders,
+revenue, shares) read the whole lookback: with full history, the visitor's whole past.
 
 Counts are of event *rows* (the canonical grain is one row per (event, item)).
 Missing values: ``days_since_*`` and the means and ratios below are **null** (NaN in the
@@ -16,9 +19,17 @@ Hour, weekday and active-day features use UTC shifted by ``FeatureConfig.local_t
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
+from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SerializerFunctionWrapHandler,
+    field_serializer,
+    field_validator,
+)
 
 from features.events.schema import EventName
 from features.spec import Aggregate, Derived, Feature, Range, RowFilter
@@ -27,6 +38,21 @@ MICROS_PER_SECOND = 1_000_000
 MICROS_PER_MINUTE = 60 * MICROS_PER_SECOND
 MICROS_PER_HOUR = 60 * MICROS_PER_MINUTE
 MICROS_PER_DAY = 24 * MICROS_PER_HOUR
+#: How settings, a model's spec and run params spell an unbounded (full-history) lookback.
+FULL_HISTORY = "all"
+
+
+def full_history_as_none(value: Any) -> Any:
+    """``"all"`` (any case) as ``None``, the unbounded lookback; anything else unchanged."""
+    if isinstance(value, str) and value.strip().lower() == FULL_HISTORY:
+        return None
+    return value
+
+
+def spell_full_history(lookback: timedelta | None, default: SerializerFunctionWrapHandler) -> Any:
+    """A lookback as JSON: ``"all"`` for full history (plainer than null in a spec or a run
+    param, and it reads back the same), else the ISO 8601 duration."""
+    return FULL_HISTORY if lookback is None else default(lookback)
 
 
 class FeatureConfig(BaseModel):
@@ -34,13 +60,33 @@ class FeatureConfig(BaseModel):
 
     model_config = ConfigDict(frozen=True)
 
-    lookback: timedelta = Field(timedelta(days=30), gt=timedelta(0), description="event window")
+    lookback: timedelta | None = Field(
+        timedelta(days=30),
+        gt=timedelta(0),
+        description='event window before T; None ("all"): every event before T',
+    )
     session_timeout: timedelta = Field(
         timedelta(minutes=30), gt=timedelta(0), description="inactivity that ends a session"
     )
     local_time_offset: timedelta = Field(
         timedelta(0), description="shop's local time minus UTC, for hour/weekday/day features"
     )
+
+    _full_history = field_validator("lookback", mode="before")(full_history_as_none)
+    _spell_full_history = field_serializer("lookback", mode="wrap", when_used="json")(
+        spell_full_history
+    )
+
+    def window_start(self, as_of: datetime) -> datetime | None:
+        """The earliest event time the features as of ``as_of`` read; None: no bound."""
+        return None if self.lookback is None else as_of - self.lookback
+
+    def reads_within(self, lookback: timedelta | None) -> bool:
+        """Whether every event this configuration reads lies within ``lookback`` before T
+        (None: unbounded), e.g. in histories stored for a model with that lookback."""
+        if lookback is None:
+            return True
+        return self.lookback is not None and self.lookback <= lookback
 
 
 #: Event types with per-bucket activity counts and a recency feature.

@@ -9,7 +9,8 @@ holds the two to each other over random event histories.
 
 Input: per visitor, their canonical events as mappings (``event_time`` an aware datetime or
 Int64 microseconds since the epoch; other canonical keys optional) or a Polars frame, and
-their ``as_of``. Only events in ``[as_of - lookback, as_of)`` are used. Output: one row of
+their ``as_of``. Only events in ``[as_of - lookback, as_of)`` are used (every event before
+``as_of`` for a full-history lookback). Output: one row of
 floats per visitor in ``FEATURE_COLUMNS`` order, NaN where the batch value is null. A visitor
 without events in the window gets zero counts.
 
@@ -44,6 +45,7 @@ Rows = dict[str, np.ndarray]
 History = Sequence[Mapping[str, Any]] | pl.DataFrame
 _PURCHASE = EventName.PURCHASE.value
 _NEVER = np.iinfo(np.int64).min
+_UNBOUNDED_US = np.iinfo(np.int64).max
 #: Event fields read as floats (None -> NaN) and as they are.
 _NUMBERS = ("price", "quantity", "revenue")
 _LABELS = ("event_name", "item_id", "item_category", "transaction_id")
@@ -58,7 +60,9 @@ class OnlineFeatureEvaluator:
         """``only``: evaluate just these features (and what they derive from); the others
         come out NaN. A scorer needs only its model's inputs, at a fraction of the cost."""
         self.config = config or FeatureConfig()
-        self._lookback_us = micros(self.config.lookback)
+        # An unbounded lookback as the earliest time int64 microseconds can hold.
+        lookback = self.config.lookback
+        self._lookback_us = _UNBOUNDED_US if lookback is None else micros(lookback)
         self._timeout_us = micros(self.config.session_timeout)
         self._local_us = micros(self.config.local_time_offset)
         wanted = _closure(only) if only is not None else {f.name for f in FEATURES}
@@ -107,7 +111,8 @@ class OnlineFeatureEvaluator:
         seg = np.repeat(np.arange(len(histories)), [len(events) for events in histories])
         us = _micros([event["event_time"] for event in flat])
         end_us = as_of_us[seg]
-        inside = np.flatnonzero((us >= end_us - self._lookback_us) & (us < end_us))
+        # Subtracting an unbounded lookback could overflow: compare the offset instead.
+        inside = np.flatnonzero((end_us - us <= self._lookback_us) & (us < end_us))
         # Fixed-width unicode sorts and compares natively, in code point order like str.
         sid = np.array([flat[i].get("session_id") or "" for i in inside.tolist()], dtype=str)
         order = np.lexsort((sid, us[inside], seg[inside]))

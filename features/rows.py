@@ -6,8 +6,8 @@ microseconds since the epoch; ``features.engines.with_event_micros`` adds it nat
 because narwhals has no portable timestamp-to-integer conversion for Spark).
 
 Output grain: one row per event row of the input with ``as_of - lookback <= event_time <
-as_of``. Columns: ``visitor_id``, ``event_name``, ``item_id``, ``item_category``,
-``transaction_id``, ``price``, ``revenue`` and
+as_of`` (``event_time < as_of`` for a full-history lookback). Columns: ``visitor_id``,
+``event_name``, ``item_id``, ``item_category``, ``transaction_id``, ``price``, ``revenue`` and
 
 - ``offset_us``: ``event_time - as_of`` in microseconds (negative);
 - ``line_value``: ``price * quantity`` (a missing quantity counts as 1);
@@ -57,10 +57,10 @@ def micros(duration: timedelta) -> int:
 
 def window_rows(events: nw.LazyFrame, as_of: datetime, config: FeatureConfig) -> nw.LazyFrame:
     """Filter ``events`` (with ``event_us``) to the lookback window before ``as_of``."""
-    as_of_us = to_micros(as_of)
-    start_us = as_of_us - micros(config.lookback)
     event_us = nw.col("event_us")
-    return events.filter((event_us >= start_us) & (event_us < as_of_us))
+    before = event_us < to_micros(as_of)
+    start = config.window_start(as_of)
+    return events.filter(before if start is None else (event_us >= to_micros(start)) & before)
 
 
 #: Row-model columns that need an ordered window; they live in the narrow frame of

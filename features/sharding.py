@@ -67,7 +67,7 @@ def write_features_sharded(
     """
     config = config or FeatureConfig()
     events = load_events(
-        events_source, engine="polars", start=as_of - config.lookback, end=as_of
+        events_source, engine="polars", start=config.window_start(as_of), end=as_of
     ).to_native()
     if shards is None:
         shards = shards_for(events.select(pl.len()).collect().item(), events_per_shard)

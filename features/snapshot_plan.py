@@ -9,7 +9,8 @@ least (test, validation, train), one ``slide`` apart, each with its whole ``look
 events before it and its whole ``horizon`` of labels after it, and label windows that do not
 reach the next snapshot (``slide >= horizon``, the rule ``training.data.split_cutoffs``
 enforces): ``lookback + 2 × slide + horizon`` within the lake, plus up to a day because the
-first snapshot falls on a whole day.
+first snapshot falls on a whole day. A full-history lookback (``None``) reads whatever each
+cut has before it, so a cut needs only one event before it, not a whole lookback.
 """
 
 from __future__ import annotations
@@ -21,18 +22,26 @@ from datetime import UTC, datetime, timedelta, tzinfo
 DAY = timedelta(days=1)
 #: The shortest lookback a suggestion proposes (a week: every weekday seen once).
 MIN_LOOKBACK = timedelta(days=7)
+#: What a full-history cut needs before it: one event (a microsecond after the first).
+_ONE_EVENT = timedelta(microseconds=1)
 
 
 @dataclass(frozen=True)
 class Windows:
-    lookback: timedelta
+    lookback: timedelta | None  # None: full history
     slide: timedelta
     horizon: timedelta
 
+    def earliest_cut(self, first: datetime) -> datetime:
+        """The earliest cut whose features have what they read: the whole lookback after the
+        lake's first event, or (full history) any event before the cut."""
+        return first + (self.lookback or _ONE_EVENT)
+
     def as_command(self) -> str:
         """The settings as environment variables before ``propensity train``."""
+        lookback = "all" if self.lookback is None else f"P{self.lookback.days}D"
         return (
-            f"PROPENSITY_SNAPSHOTS__LOOKBACK=P{self.lookback.days}D "
+            f"PROPENSITY_SNAPSHOTS__LOOKBACK={lookback} "
             f"PROPENSITY_SNAPSHOTS__SLIDE=P{self.slide.days}D "
             f"PROPENSITY_SNAPSHOTS__HORIZON=P{self.horizon.days}D propensity train"
         )
@@ -56,7 +65,7 @@ def snapshot_span(
     if windows.slide < windows.horizon:
         return None
     end = last - windows.horizon
-    start = max(first + windows.lookback, end - windows.slide * (max_snapshots - 1))
+    start = max(windows.earliest_cut(first), end - windows.slide * (max_snapshots - 1))
     start = whole_day(start, up=True, zone=zone)
     return (start, end) if start <= end - windows.slide * 2 else None
 
@@ -90,7 +99,9 @@ def _ends(cut: datetime, span: timedelta) -> datetime:
     return (cut.astimezone(UTC) + span).astimezone(cut.tzinfo)
 
 
-def _days(span: timedelta) -> str:
+def _days(span: timedelta | None) -> str:
+    if span is None:
+        return "full-history"
     return f"{span.days}-day" if span % DAY == timedelta(0) else str(span)
 
 
@@ -106,15 +117,22 @@ def _refuse_leak(cut: datetime, role: str, later: datetime, later_role: str, h: 
         )
 
 
-def _refuse_short_history(cut: datetime, role: str, first: datetime, lookback: timedelta) -> None:
-    if cut - lookback < first:
+def _refuse_short_history(cut: datetime, role: str, first: datetime, windows: Windows) -> None:
+    if cut >= windows.earliest_cut(first):
+        return
+    shown_first = _shown(first.astimezone(cut.tzinfo))
+    if windows.lookback is None:
         raise CutRefused(
-            f"{role} cut {_shown(cut)}: its {_days(lookback)} lookback starts before the lake's "
-            f"first event {_shown(first.astimezone(cut.tzinfo))}, so its features would miss "
-            "history",
-            f"state a cut on or after {_shown(first.astimezone(cut.tzinfo) + lookback)} or "
-            "shorten PROPENSITY_SNAPSHOTS__LOOKBACK",
+            f"{role} cut {_shown(cut)}: no event before it (the lake's first event is "
+            f"{shown_first}), so its full-history features would be empty",
+            f"state a cut after {shown_first}",
         )
+    raise CutRefused(
+        f"{role} cut {_shown(cut)}: its {_days(windows.lookback)} lookback starts before the "
+        f"lake's first event {shown_first}, so its features would miss history",
+        f"state a cut on or after {_shown(first.astimezone(cut.tzinfo) + windows.lookback)}, "
+        "shorten PROPENSITY_SNAPSHOTS__LOOKBACK or set it to all (full history)",
+    )
 
 
 def stated_cuts(
@@ -165,7 +183,7 @@ def stated_cuts(
         _refuse_leak(cut, "training", validation, "validation", windows.horizon)
     roles = [*((c, "training") for c in train), (validation, "validation"), (test, "test")]
     for cut, role in roles:
-        _refuse_short_history(cut, role, first, windows.lookback)
+        _refuse_short_history(cut, role, first, windows)
     return [*train, validation, test]
 
 
@@ -176,7 +194,7 @@ def _derived_training(
     zone, cuts = validation.tzinfo or UTC, list[datetime]()
     step = max(windows.slide, windows.horizon)
     cut = whole_day(_ends(validation, -step), up=False, zone=zone)
-    while len(cuts) < most and cut - windows.lookback >= first:
+    while len(cuts) < most and cut >= windows.earliest_cut(first):
         cuts.append(cut)
         cut = whole_day(_ends(cut, -step), up=False, zone=zone)
     return sorted(cuts)
@@ -191,12 +209,17 @@ def fitting_windows(first: datetime, last: datetime, wanted: Windows) -> Windows
     """Settings close to ``wanted`` that fit the lake: the horizon kept if it can be (it is the
     question the score answers), else shortened a day at a time; the slide equal to the
     horizon (the most snapshots); the lookback as wanted or as long as still fits, never
-    under ``MIN_LOOKBACK`` (or the wanted one if shorter). None when nothing fits."""
+    under ``MIN_LOOKBACK`` (or the wanted one if shorter), or full history kept. None when
+    nothing fits."""
     span_days = (last - first) // DAY
-    shortest = min(wanted.lookback, MIN_LOOKBACK)
     for horizon_days in range(max(wanted.horizon // DAY, 1), 0, -1):
         horizon = timedelta(days=horizon_days)
         room = timedelta(days=span_days) - 3 * horizon - DAY
+        if wanted.lookback is None:  # full history needs no room of its own
+            if room >= timedelta(0):
+                return Windows(lookback=None, slide=horizon, horizon=horizon)
+            continue
+        shortest = min(wanted.lookback, MIN_LOOKBACK)
         lookback = min(wanted.lookback, timedelta(days=room.days))
         if lookback >= shortest:
             return Windows(lookback=lookback, slide=horizon, horizon=horizon)
@@ -223,7 +246,7 @@ def too_short_message(first: datetime, last: datetime, wanted: Windows) -> str:
     days = (last - first) // DAY
     said = (
         f"the lake spans {first:%Y-%m-%d}..{last:%Y-%m-%d} ({days} days): too short for three "
-        f"snapshots with a {wanted.lookback.days}-day lookback, a {wanted.slide.days}-day "
+        f"snapshots with a {_days(wanted.lookback)} lookback, a {wanted.slide.days}-day "
         f"slide and a {wanted.horizon.days}-day horizon (they need lookback + 2 × slide + "
         "horizon within the lake, and a slide at least the horizon)"
     )

@@ -3,7 +3,8 @@
 For each snapshot time T in ``cuts`` when they are stated, else in
 ``start, start + slide, ... <= end`` (absolute time):
 
-- features as of ``T - lookback_gap`` over the ``lookback`` before it (``features.batch``);
+- features as of ``T - lookback_gap`` over the ``lookback`` before it (``features.batch``;
+  a ``None`` lookback reads every event before it: full history, no anchor event needed);
 - population: visitors with at least ``min_events`` event rows in that lookback, minus, when
   ``exclude_purchased_within`` is set, visitors with a purchase row in
   ``[T - exclude_purchased_within, T)``;
@@ -21,10 +22,22 @@ from typing import TYPE_CHECKING, Any
 
 import narwhals as nw
 import polars as pl
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    field_serializer,
+    field_validator,
+    model_validator,
+)
 
 from features.batch import compute_features
-from features.definitions import FEATURE_COLUMNS, FeatureConfig
+from features.definitions import (
+    FEATURE_COLUMNS,
+    FeatureConfig,
+    full_history_as_none,
+    spell_full_history,
+)
 from features.engines import Engine, EventsSource, load_events
 from features.events.schema import EventName
 from features.labels import build_labels
@@ -45,7 +58,9 @@ class SnapshotConfig(BaseModel):
     start: datetime = Field(description="first snapshot time (timezone-aware)")
     end: datetime = Field(description="last possible snapshot time (inclusive)")
     slide: timedelta = Field(timedelta(days=7), gt=timedelta(0))
-    lookback: timedelta = Field(timedelta(days=30), gt=timedelta(0))
+    lookback: timedelta | None = Field(
+        timedelta(days=30), gt=timedelta(0), description='None ("all"): full history'
+    )
     lookback_gap: timedelta = Field(timedelta(0), ge=timedelta(0))
     prediction_gap: timedelta = Field(timedelta(0), ge=timedelta(0))
     horizon: timedelta = Field(timedelta(days=14), gt=timedelta(0))
@@ -59,6 +74,11 @@ class SnapshotConfig(BaseModel):
         None, description="stated snapshot times (aware; oldest first); None: start/slide/end"
     )
     timezone: str = Field("UTC", description="the shop's IANA zone the cuts were stated in")
+
+    _full_history = field_validator("lookback", mode="before")(full_history_as_none)
+    _spell_full_history = field_serializer("lookback", mode="wrap", when_used="json")(
+        spell_full_history
+    )
 
     @model_validator(mode="after")
     def _check_times(self) -> SnapshotConfig:
@@ -92,13 +112,16 @@ class SnapshotConfig(BaseModel):
             moment += self.slide
         return times
 
-    def events_needed(self) -> tuple[datetime, datetime]:
-        """``[first, last)``: every event time any snapshot reads."""
+    def events_needed(self) -> tuple[datetime | None, datetime]:
+        """``[first, last)``: every event time any snapshot reads (first None: every event
+        before the last, for a full-history lookback)."""
         times = self.snapshot_times()
+        label_end = self.prediction_gap + self.horizon
+        if self.lookback is None:
+            return None, times[-1] + label_end
         reach_back = max(
             self.lookback + self.lookback_gap, self.exclude_purchased_within or timedelta(0)
         )
-        label_end = self.prediction_gap + self.horizon
         return times[0] - reach_back, times[-1] + label_end
 
 

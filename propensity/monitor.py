@@ -116,7 +116,7 @@ def current_population(
         settings.monitoring.seed,
     )
     # Features depend on each visitor's own events only: compute them for the sample alone.
-    window = scan_events(settings.lake_dir, start=as_of - config.lookback, end=as_of)
+    window = scan_events(settings.lake_dir, start=config.window_start(as_of), end=as_of)
     ids = picked.get_column("visitor_id").implode()
     events = window.filter(pl.col("visitor_id").is_in(ids))
     features = collect(build_features(events, as_of, config=config))

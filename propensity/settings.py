@@ -14,7 +14,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from features.definitions import FeatureConfig
+from features.definitions import FeatureConfig, full_history_as_none
 from features.sharding import DEFAULT_EVENTS_PER_SHARD
 from features.snapshot_plan import StatedCuts
 from serving.activation.settings import ActivationSettings
@@ -66,8 +66,10 @@ class SnapshotSettings(BaseModel):
 
     # At least the horizon: validation labels must not reach into the test period.
     slide: timedelta = Field(timedelta(days=14), description="time between snapshots")
-    lookback: timedelta = Field(
-        timedelta(days=30), gt=timedelta(0), description="feature window before T (model)"
+    lookback: timedelta | None = Field(
+        timedelta(days=30),
+        gt=timedelta(0),
+        description="feature window before T; all: every event before T (model)",
     )
     session_timeout: timedelta = Field(
         timedelta(minutes=30),
@@ -93,6 +95,8 @@ class SnapshotSettings(BaseModel):
     train_as_of: tuple[datetime, ...] = Field(
         (), description="training cuts; empty: stepping back from validation by the slide"
     )
+
+    _full_history = field_validator("lookback", mode="before")(full_history_as_none)
 
     @field_validator("timezone")
     @classmethod

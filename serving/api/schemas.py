@@ -232,7 +232,9 @@ ScoreRequest = Annotated[
 
 
 class FeatureWindow(BaseModel):
-    lookback: timedelta = Field(description="events in [as_of - lookback, as_of) count")
+    lookback: timedelta | None = Field(
+        description="events in [as_of - lookback, as_of) count; null: every event before as_of"
+    )
     session_timeout: timedelta = Field(description="inactivity that ends a session")
     local_time_offset: timedelta = Field(
         description="shop's local time minus UTC, for hour, weekday and day features"

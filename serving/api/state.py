@@ -242,13 +242,14 @@ class ServingState:
             run = self.store.current_run() if self.store is not None else None
         except Exception:  # the store's health is /readyz's to report
             return
-        wanted = loaded.feature_config.lookback
-        stored = None if run is None or run.feature_config is None else run.feature_config.lookback
-        if run is not None and (stored is None or stored < wanted):
+        wanted = loaded.feature_config
+        stored = None if run is None else run.feature_config
+        if run is not None and (stored is None or not wanted.reads_within(stored.lookback)):
+            shown = "an unknown window" if stored is None else stored.lookback or "every event"
             log.warning(
                 "version %s reads %s of events; the live batch run %s stored %s: re-scores "
                 "from stored histories may lack events until the next batch run",
-                loaded.info.version, wanted, run.run_id, stored or "an unknown window",
+                loaded.info.version, wanted.lookback or "every event", run.run_id, shown,
             )  # fmt: skip
 
     def _refused(self, previous: str | None, detail: str) -> ReloadOutcome:

@@ -232,7 +232,7 @@ def _run(
     switched = False
     try:
         files = write_outputs(scored, staging)
-        events = scan_events(paths.lake_dir, start=as_of - config.lookback, end=as_of)
+        events = scan_events(paths.lake_dir, start=config.window_start(as_of), end=as_of)
         histories = batch_histories(
             events, as_of, config.lookback, settings.max_history_events
         ).collect()

@@ -37,7 +37,7 @@ import orjson
 import polars as pl
 
 from features.definitions import FeatureConfig
-from serving.store.history import CarryWindow
+from serving.store.history import EARLIEST, CarryWindow
 
 #: Posted events (JSON bytes each) to append to one visitor's state.
 Append = tuple[str, Sequence[bytes]]
@@ -74,10 +74,11 @@ class RunInfo:
         return orjson.dumps({**self.__dict__, "feature_config": config})
 
     def history_start(self) -> datetime | None:
-        """The earliest event time the run's stored histories hold (None: unknown)."""
+        """The earliest event time the run's stored histories hold (None: unknown;
+        ``EARLIEST``: every event, for a full-history model)."""
         if self.feature_config is None:
             return None
-        return self.as_of - self.feature_config.lookback
+        return self.feature_config.window_start(self.as_of) or EARLIEST
 
     def carry_window(self) -> CarryWindow:
         """Which posted events of the live generation publishing this run keeps: those its

@@ -13,7 +13,7 @@ from __future__ import annotations
 import operator
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import orjson
@@ -26,17 +26,22 @@ from features.rows import to_micros
 HISTORY_FIELDS: tuple[str, ...] = tuple(
     c for c in EVENT_COLUMNS if c not in ("visitor_id", "source")
 )
+#: Where the histories of a full-history model start: before any event.
+EARLIEST = datetime.min.replace(tzinfo=UTC)
 _EVENT_JSON = pl.struct(
     pl.col("event_time").dt.epoch("us").alias("event_time"), *HISTORY_FIELDS[1:]
 ).struct.json_encode()
 
 
 def batch_histories(
-    events: pl.LazyFrame, as_of: datetime, lookback: timedelta, keep: int
+    events: pl.LazyFrame, as_of: datetime, lookback: timedelta | None, keep: int
 ) -> pl.LazyFrame:
     """``visitor_id`` and ``history`` (Binary JSON array, oldest first, at most ``keep``) of
-    every visitor with canonical events in ``[as_of - lookback, as_of)``."""
-    window = (pl.col("event_time") >= as_of - lookback) & (pl.col("event_time") < as_of)
+    every visitor with canonical events in ``[as_of - lookback, as_of)`` (every event before
+    ``as_of`` for a full-history ``None``: ``keep`` still bounds each history)."""
+    window = pl.col("event_time") < as_of
+    if lookback is not None:
+        window &= pl.col("event_time") >= as_of - lookback
     return (
         events.filter(window)
         .group_by("visitor_id")
@@ -76,11 +81,14 @@ class StoredHistory:
         cut = to_micros(as_of)
         return any(event["event_time"] >= cut for event in self.events)
 
-    def complete(self, as_of: datetime, lookback: timedelta, stored_from: datetime | None) -> bool:
-        """Whether it holds every event a model with ``lookback`` reads at ``as_of``: the
-        run's histories reach back to ``stored_from`` (None: unknown, or no run), at or
-        before ``as_of - lookback``, and nothing inside that window was dropped."""
-        start = as_of - lookback
+    def complete(
+        self, as_of: datetime, lookback: timedelta | None, stored_from: datetime | None
+    ) -> bool:
+        """Whether it holds every event a model with ``lookback`` (None: full history) reads
+        at ``as_of``: the run's histories reach back to ``stored_from`` (None: unknown, or no
+        run; ``EARLIEST``: every event), at or before ``as_of - lookback``, and nothing
+        inside that window was dropped."""
+        start = EARLIEST if lookback is None else as_of - lookback
         if stored_from is None or stored_from > start:
             return False
         # Dropped events are older than the oldest kept one: inside the window only if it is.

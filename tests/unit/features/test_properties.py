@@ -89,18 +89,19 @@ def test_sharded_features_equal_the_single_plan(history: list[dict[str, Any]], s
 
 @SETTINGS
 @given(
-    history=event_lists(),
-    lookback_h=st.integers(1, 40 * 24),
+    history=event_lists(min_offset_s=-400 * _DAY_S),
+    lookback_h=st.none() | st.integers(1, 40 * 24),
     timeout_min=st.integers(1, 90),
     offset_q=st.integers(-48, 56),
 )
 def test_online_equals_batch_under_any_config(
-    history: list[dict[str, Any]], lookback_h: int, timeout_min: int, offset_q: int
+    history: list[dict[str, Any]], lookback_h: int | None, timeout_min: int, offset_q: int
 ) -> None:
-    """Any lookback (an hour to 40 days, across the activity buckets), session timeout and
-    local time offset (in quarter hours, as shops' zones are)."""
+    """Any lookback (an hour to 40 days, across the activity buckets, or full history over
+    events up to 400 days old), session timeout and local time offset (in quarter hours, as
+    shops' zones are)."""
     config = FeatureConfig(
-        lookback=timedelta(hours=lookback_h),
+        lookback=None if lookback_h is None else timedelta(hours=lookback_h),
         session_timeout=timedelta(minutes=timeout_min),
         local_time_offset=timedelta(minutes=15 * offset_q),
     )

@@ -11,10 +11,20 @@ import polars as pl
 from hypothesis import given
 from hypothesis import strategies as st
 
+from features.definitions import FeatureConfig
 from features.events.schema import conform_events
-from serving.store.history import HISTORY_FIELDS, batch_histories, encode_events, read_history
+from serving.store.base import RunInfo
+from serving.store.history import (
+    EARLIEST,
+    HISTORY_FIELDS,
+    StoredHistory,
+    batch_histories,
+    encode_events,
+    read_history,
+)
 
 AS_OF = datetime(2024, 3, 1, tzinfo=UTC)
+_NONE = dict.fromkeys(HISTORY_FIELDS[1:])
 
 
 def _events() -> pl.DataFrame:
@@ -90,3 +100,32 @@ def test_reading_keys_the_batch_only_where_needed_and_means_the_same(
     again = [full[i % len(full)] for i in repeated] if full else []
     posts = encode_events([{f: e.get(f) for f in HISTORY_FIELDS} for e in posted + again])
     assert read_history(stored or None, posts, keep) == _reference_read(stored or None, posts, keep)
+
+
+def test_a_full_history_model_stores_every_past_event_up_to_the_cap() -> None:
+    batch = batch_histories(_events().lazy(), AS_OF, None, keep=10).collect()
+    a = orjson.loads(batch.filter(pl.col("visitor_id") == "a")["history"][0])
+    assert len(a) == 3  # the 40-day-old event is kept
+    capped = batch_histories(_events().lazy(), AS_OF, None, keep=2).collect()
+    a = orjson.loads(capped.filter(pl.col("visitor_id") == "a")["history"][0])
+    assert len(a) == 2  # SERVING__MAX_HISTORY_EVENTS still bounds it
+
+
+def test_a_full_history_is_complete_only_when_stored_whole_and_uncut() -> None:
+    events = [{"event_time": 0}]
+    whole = StoredHistory(events, truncated=False)
+    assert whole.complete(AS_OF, None, EARLIEST)
+    assert not whole.complete(AS_OF, None, AS_OF - timedelta(days=30))  # a 30-day run's
+    assert not whole.complete(AS_OF, None, None)
+    assert not StoredHistory(events, truncated=True).complete(AS_OF, None, EARLIEST)
+
+
+def test_a_full_history_run_keeps_every_posted_event_it_carries() -> None:
+    config = FeatureConfig(lookback=None)
+    assert config.reads_within(None) and not config.reads_within(timedelta(days=400))
+    assert FeatureConfig().reads_within(None)
+    run = RunInfo("r", "1", AS_OF, AS_OF, 0, (), None, feature_config=config)
+    assert run.history_start() == EARLIEST
+    assert RunInfo.from_json(run.to_json()).feature_config == config
+    kept, _ = run.carry_window().carried(encode_events([{"event_time": 0, **_NONE}]))
+    assert len(kept) == 1
