@@ -184,8 +184,9 @@ def register_model(tracking_uri: str, artifact_dir: Path, trees: int) -> str:
     return version
 
 
-def prepare(workdir: Path, visitors: int, trees: int) -> dict[str, Any]:
-    """Lake, registered model and filled store (untimed)."""
+def prepare(workdir: Path, visitors: int, trees: int, **serving: Any) -> dict[str, Any]:
+    """Lake, registered model and filled store (untimed); ``serving``: more serving settings
+    (``store="redis", redis_url=…`` for a Redis store)."""
     import polars as pl
 
     from serving.batch.job import score_visitors
@@ -196,7 +197,8 @@ def prepare(workdir: Path, visitors: int, trees: int) -> dict[str, Any]:
     paths = ServingPaths.under(workdir / "data", f"sqlite:///{workdir / 'mlflow.db'}")
     simulated_lake(paths.lake_dir, visitors=visitors, days=40)
     register_model(paths.tracking_uri or "", workdir / "artifacts", trees)
-    settings = ServingSettings(api_keys=(API_KEY,), open_reads=True)  # lookups unkeyed, as before
+    # Lookups unkeyed, as before.
+    settings = ServingSettings(api_keys=(API_KEY,), open_reads=True, **serving)
     summary = score_visitors(settings, paths)
     scored = pl.read_parquet(summary.files["scores"]).get_column("visitor_id").to_list()
     return {
