@@ -239,7 +239,9 @@ def _run(
         summary = replace(
             _with_repairs(run_summary(scored, run, run_dir, files, settings), repaired),
             known_visitors=visitors_before(paths.lake_dir, as_of),
-            feature_window_days=config.lookback / timedelta(days=1),
+            feature_window_days=(
+                None if config.lookback is None else config.lookback / timedelta(days=1)
+            ),
         )
         (staging / "summary.json").write_bytes(orjson.dumps(summary.to_dict()))
         sync_folder(staging)
