@@ -20,17 +20,14 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import tempfile
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import polars as pl
 
+from benchmarks.vendor_lake import vendor_events
 from features.definitions import FEATURE_COLUMNS
-from features.ingest.pipeline import ingest_file
 from features.ingest.sources import resolve_source
-from features.ingest.validate import ValidationLimits
-from features.lake import scan_events
 from features.snapshots import SnapshotConfig, build_snapshots
 from training.pipeline import fit_and_evaluate
 from training.settings import TrainingSettings
@@ -42,25 +39,6 @@ VALIDATION_CUTOFF = TEST_CUTOFF - HORIZON
 #: horizon before validation.
 TRAIN_CUTOFFS = (datetime(1997, 3, 5, tzinfo=UTC), VALIDATION_CUTOFF - HORIZON)
 LOOKBACK = None  # full history: every purchase since 1997-01-01
-
-
-def read_events(master: Path, workdir: Path) -> pl.DataFrame:
-    source = resolve_source("cdnow", None)
-    limits = ValidationLimits(
-        min_event_time=datetime(1990, 1, 1, tzinfo=UTC),
-        max_event_time=datetime(2000, 1, 1, tzinfo=UTC),
-    )
-    ingest_file(
-        master,
-        mapping=source.mapping,
-        reader=source.reader,
-        lake_dir=workdir / "lake",
-        quarantine_dir=workdir / "quarantine",
-        limits=limits,
-        batch_rows=200_000,
-        ingest_id="cdnow",
-    )
-    return scan_events(workdir / "lake").collect()
 
 
 def snapshots_for(events: pl.DataFrame) -> pl.DataFrame:
@@ -84,8 +62,7 @@ def main() -> None:
     master = Path(args.data or "") / "cdnow" / "CDNOW_master.txt.gz"
     if not args.data or not master.is_file():
         sys.exit(f"CDNOW master file not found ({master}); set PROPENSITY_SHARED_DATA")
-    with tempfile.TemporaryDirectory() as folder:
-        events = read_events(master, Path(folder))
+    events = vendor_events(master, resolve_source("cdnow", None), years=(1990, 2000))
     snapshots = snapshots_for(events)
     settings = TrainingSettings(num_threads=2)
     outcome = fit_and_evaluate(

@@ -20,18 +20,15 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import tempfile
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import polars as pl
 
+from benchmarks.vendor_lake import vendor_events
 from features.definitions import FEATURE_COLUMNS
-from features.ingest.pipeline import ingest_file
 from features.ingest.sources import resolve_source
-from features.ingest.validate import ValidationLimits
-from features.lake import scan_events
 from features.snapshot_plan import StatedCuts, Windows, stated_cuts
 from features.snapshots import SnapshotConfig, build_snapshots
 from training.pipeline import fit_and_evaluate
@@ -45,25 +42,6 @@ HORIZON = timedelta(days=90)
 #: Full history, a 90-day slide and horizon: the protocol's windows.
 WINDOWS = Windows(lookback=None, slide=HORIZON, horizon=HORIZON)
 MAX_SNAPSHOTS = 8
-
-
-def read_events(raw: Path, workdir: Path) -> pl.DataFrame:
-    source = resolve_source(None, MAPPING)
-    limits = ValidationLimits(
-        min_event_time=datetime(2000, 1, 1, tzinfo=UTC),
-        max_event_time=datetime(2020, 1, 1, tzinfo=UTC),
-    )
-    ingest_file(
-        raw,
-        mapping=source.mapping,
-        reader=source.reader,
-        lake_dir=workdir / "lake",
-        quarantine_dir=workdir / "quarantine",
-        limits=limits,
-        batch_rows=200_000,
-        ingest_id="online_retail",
-    )
-    return scan_events(workdir / "lake").collect()
 
 
 def snapshot_config(events: pl.DataFrame) -> SnapshotConfig:
@@ -84,8 +62,7 @@ def main() -> None:
     raw = Path(args.data or "") / RETAIL
     if not args.data or not raw.is_file():
         sys.exit(f"Online Retail file not found ({raw}); set PROPENSITY_SHARED_DATA")
-    with tempfile.TemporaryDirectory() as folder:
-        events = read_events(raw, Path(folder))
+    events = vendor_events(raw, resolve_source(None, MAPPING), years=(2000, 2020))
     config = snapshot_config(events)
     frame = build_snapshots(events, config)
     assert isinstance(frame, pl.LazyFrame)

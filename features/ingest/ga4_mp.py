@@ -27,27 +27,19 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from features.events.schema import EventName
-from features.ingest.segment import Record, split_revenue
+from features.ingest.segment import Record, as_identifier, as_text, split_revenue
 
 _ORDERS = (EventName.PURCHASE, EventName.REFUND)
 _CANONICAL = {name.value: name for name in EventName}
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
-def _text(value: Any) -> str | None:
-    if value is None:
-        return None
-    if isinstance(value, bool):
-        return str(value).lower()
-    return value if isinstance(value, str) else str(value)
-
-
 def visitor_of(body: Mapping[str, Any]) -> str | None:
     """The body's visitor: ``client_id``, else ``app_instance_id`` (trimmed; blank: none)."""
     for key in ("client_id", "app_instance_id"):
-        text = _text(body.get(key))
-        if text is not None and text.strip():
-            return text.strip()
+        visitor = as_identifier(body.get(key))
+        if visitor is not None:
+            return visitor
     return None
 
 
@@ -67,13 +59,13 @@ def event_records(
     body: Mapping[str, Any], received_at: datetime
 ) -> tuple[list[tuple[int, Record]], dict[str, int]]:
     """(``(event index, record)`` of every mapped event, ignored names with their counts)."""
-    visitor, user = visitor_of(body), _text(body.get("user_id"))
+    visitor, user = visitor_of(body), as_text(body.get("user_id"))
     events = body.get("events")
     records: list[tuple[int, Record]] = []
     ignored: dict[str, int] = {}
     for index, event in enumerate(events if isinstance(events, Sequence) else []):
         event = event if isinstance(event, Mapping) else {}
-        raw_name = _text(event.get("name")) or "(no event name)"
+        raw_name = as_text(event.get("name")) or "(no event name)"
         name = _CANONICAL.get(raw_name)
         if name is None:
             ignored[raw_name] = ignored.get(raw_name, 0) + 1
@@ -86,14 +78,14 @@ def event_records(
             "user_id": user,
             "event_time": _time(moment, received_at),
             "event_name": name.value,
-            "session_id": _text(params.get("session_id")),
-            "transaction_id": _text(params.get("transaction_id")),
+            "session_id": as_text(params.get("session_id")),
+            "transaction_id": as_text(params.get("transaction_id")),
         }
         items = params.get("items")
         items = [i for i in items if isinstance(i, Mapping)] if isinstance(items, list) else []
         amount = params.get("value") if name in _ORDERS else None
         if not items:
-            records.append((index, {**base, "revenue": _text(amount)}))
+            records.append((index, {**base, "revenue": as_text(amount)}))
             continue
         revenues = split_revenue(amount, items) if name in _ORDERS else [None] * len(items)
         for item, revenue in zip(items, revenues, strict=True):
@@ -102,10 +94,10 @@ def event_records(
                     index,
                     {
                         **base,
-                        "item_id": _text(item.get("item_id")),
-                        "item_category": _text(item.get("item_category")),
-                        "price": _text(item.get("price")),
-                        "quantity": _text(item.get("quantity")),
+                        "item_id": as_text(item.get("item_id")),
+                        "item_category": as_text(item.get("item_category")),
+                        "price": as_text(item.get("price")),
+                        "quantity": as_text(item.get("quantity")),
                         "revenue": revenue,
                     },
                 )

@@ -72,36 +72,36 @@ def _get(call: Call, *keys: str) -> Any:
     return None
 
 
-def _identifier(value: Any) -> str | None:
+def as_identifier(value: Any) -> str | None:
     """An id as ingestion reads it (trimmed; blank is none), so the identity rule and the
     lake agree on which ids are the same."""
-    text = _text(value)
+    text = as_text(value)
     text = text.strip() if text is not None else None
     return text or None
 
 
 def anonymous_id(call: Call) -> str | None:
-    return _identifier(_get(call, "anonymousId", "anonymous_id"))
+    return as_identifier(_get(call, "anonymousId", "anonymous_id"))
 
 
 def user_id(call: Call) -> str | None:
-    return _identifier(_get(call, "userId", "user_id"))
+    return as_identifier(_get(call, "userId", "user_id"))
 
 
 def call_time(call: Call) -> str | None:
-    return _text(_get(call, *_TIME_KEYS))
+    return as_text(_get(call, *_TIME_KEYS))
 
 
 def event_name(call: Call) -> tuple[EventName | None, str]:
     """(canonical name or None, the name it is counted under when ignored)."""
-    call_type = _text(call.get("type"))
+    call_type = as_text(call.get("type"))
     if call_type is not None and call_type != "track":
         return SEGMENT_CALL_TYPES.get(call_type), call_type
-    name = _text(call.get("event")) or "(no event name)"
+    name = as_text(call.get("event")) or "(no event name)"
     return SEGMENT_TO_GA4.get(name), name
 
 
-def _text(value: Any) -> str | None:
+def as_text(value: Any) -> str | None:
     """Scalars as text, as written; containers as their JSON-like repr (for validation to
     reject where a number was due)."""
     if value is None:
@@ -146,7 +146,7 @@ def split_revenue(amount: Any, products: Sequence[Mapping[str, Any]]) -> list[st
         return [None if line is None else repr(line) for line in lines]
     total = _number(amount)
     if total is None:
-        return [_text(amount)] * len(products)  # as written: validation says bad_revenue
+        return [as_text(amount)] * len(products)  # as written: validation says bad_revenue
     known = [line for line in lines if line is not None]
     base = sum(known)
     if len(known) == len(lines) and base > 0:
@@ -172,21 +172,21 @@ def call_records(call: Call, visitor: str | None) -> tuple[list[Record], str | N
         "user_id": user_id(call),
         "event_time": call_time(call),
         "event_name": name.value,
-        "session_id": _text(_get(context, "sessionId", "session_id")),
-        "transaction_id": _text(properties.get("order_id")),
+        "session_id": as_text(_get(context, "sessionId", "session_id")),
+        "transaction_id": as_text(properties.get("order_id")),
     }
     products = _products(name, properties)
     amount = _get(properties, *_ORDER_AMOUNT_KEYS) if name in _ORDERS else None
     if not products:
-        return [{**base, "revenue": _text(amount)}], None
+        return [{**base, "revenue": as_text(amount)}], None
     revenues = split_revenue(amount, products) if name in _ORDERS else [None] * len(products)
     records = [
         {
             **base,
-            "item_id": _text(_get(product, "product_id", "sku", "id")),
-            "item_category": _text(product.get("category")),
-            "price": _text(product.get("price")),
-            "quantity": _text(product.get("quantity")),
+            "item_id": as_text(_get(product, "product_id", "sku", "id")),
+            "item_category": as_text(product.get("category")),
+            "price": as_text(product.get("price")),
+            "quantity": as_text(product.get("quantity")),
             "revenue": revenue,
         }
         for product, revenue in zip(products, revenues, strict=True)
